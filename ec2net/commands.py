@@ -1,0 +1,298 @@
+"""The workflows behind each CLI command: fetch -> validate -> render -> apply."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import apply, layout, sysfs
+from .errors import Ec2NetError, UsageError
+from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
+from .model import Eni, parse_mac
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Options:
+    root: Path = Path("/")
+    endpoints: tuple[str, ...] = ()
+    deadline: float = 30.0
+    reload: bool = True
+    reloader: Callable[[], None] = apply.reload_networkd
+    # Builds the metadata source; tests substitute a snapshot.
+    source_factory: Callable[[Options], MetadataSource] | None = None
+
+    @property
+    def netdir(self) -> Path:
+        return self.root / layout.RUN_NETWORK_DIR
+
+    def open_source(self) -> MetadataSource:
+        if self.source_factory is not None:
+            return self.source_factory(self)
+        from .imds import DEFAULT_ENDPOINTS, ImdsClient
+
+        return ImdsClient(self.endpoints or DEFAULT_ENDPOINTS, deadline=self.deadline)
+
+
+@dataclass
+class Outcome:
+    """What one run did, so the caller can decide on the reload and the exit code."""
+
+    failed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def fail(self, what: str, error: Exception) -> None:
+        log.error("%s: %s", what, error)
+        self.failed.append(what)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+def _finish(opts: Options, outcome: Outcome) -> int:
+    if outcome.changed and opts.reload:
+        try:
+            opts.reloader()
+            log.info("reloaded systemd-networkd (%s changed)", ", ".join(outcome.changed))
+        except Ec2NetError as exc:
+            outcome.fail("reload", exc)
+    return outcome.exit_code
+
+
+def _log_changes(ifname: str, changes: apply.Changes) -> None:
+    for rel in changes.written:
+        log.info("%s: wrote %s", ifname, rel)
+    for rel in changes.removed:
+        log.info("%s: removed %s", ifname, rel)
+
+
+def _configure(
+    netdir: Path, ifname: str, eni: Eni, primary: bool, outcome: Outcome, *, announce: bool = True
+) -> apply.Changes | None:
+    if not eni.has_addresses:
+        log.info("%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac)
+        return None
+    from .render import render_eni  # jinja2 only where something is rendered
+
+    try:
+        changes = apply.sync_interface(netdir, ifname, render_eni(eni, ifname, primary=primary))
+    except (Ec2NetError, OSError) as exc:
+        outcome.fail(ifname, exc)
+        return None
+    if announce:
+        _log_changes(ifname, changes)
+    if changes.changed:
+        outcome.changed.append(ifname)
+    return changes
+
+
+def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> list[sysfs.Link]:
+    if names is None:
+        return [link for link in sysfs.list_links(opts.root) if link.is_eni]
+    links = []
+    for name in names:
+        link = sysfs.get_link(opts.root, name)
+        if link is None:
+            outcome.fail(name, Ec2NetError("no such interface (or it has no MAC address)"))
+        else:
+            links.append(link)
+    return links
+
+
+def _remove_vanished(opts: Options, outcome: Outcome) -> None:
+    """With --all: drop config generated for interfaces that are no longer present."""
+    present = {link.name for link in sysfs.list_links(opts.root)}
+    for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
+        try:
+            changes = apply.remove_interface(opts.netdir, ifname)
+        except (Ec2NetError, OSError) as exc:
+            outcome.fail(ifname, exc)
+            continue
+        _log_changes(ifname, changes)
+        if changes.changed:
+            outcome.changed.append(ifname)
+
+
+def setup(opts: Options, names: list[str] | None) -> int:
+    """Configure the named interfaces, or every ENI present (names=None)."""
+    outcome = Outcome()
+    for path in apply.remove_stale_temp_files(opts.netdir):
+        log.info("removed %s left behind by an interrupted run", path)
+    links = _select_links(opts, names, outcome)
+    if names is None:
+        _remove_vanished(opts, outcome)
+    if links:
+        source = opts.open_source()
+        try:
+            primary_mac = read_primary_mac(source)
+            results = read_enis(source, [link.mac for link in links], primary_mac)
+        except Ec2NetError as exc:
+            for link in links:
+                outcome.fail(link.name, exc)
+        else:
+            for link in links:
+                result = results[link.mac]
+                if isinstance(result, Ec2NetError):
+                    outcome.fail(link.name, result)
+                else:
+                    primary = link.mac == primary_mac
+                    _configure(opts.netdir, link.name, result, primary, outcome)
+    elif names is None:
+        log.info("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
+    return _finish(opts, outcome)
+
+
+def remove(opts: Options, names: list[str]) -> int:
+    """Delete our generated files for the named interfaces (after a detach)."""
+    outcome = Outcome()
+    for name in names:
+        sysfs.check_ifname(name)
+    for name in names:
+        try:
+            changes = apply.remove_interface(opts.netdir, name)
+        except (Ec2NetError, OSError) as exc:
+            outcome.fail(name, exc)
+            continue
+        _log_changes(name, changes)
+        if changes.changed:
+            outcome.changed.append(name)
+    return _finish(opts, outcome)
+
+
+def _name_enis(enis: Iterable[Eni]) -> dict[str, Eni]:
+    ordered = sorted(enis, key=lambda e: (e.network_card, e.device_number, e.mac))
+    return {f"eth{i}": eni for i, eni in enumerate(ordered)}
+
+
+def render_snapshot(
+    source: MetadataSource, out: Path, links: Mapping[str, str] | None, echo: Callable[[str], None]
+) -> int:
+    """Offline: write the tree for a metadata snapshot into `out` (no sysfs, no reload)."""
+    outcome = Outcome()
+    primary_mac = read_primary_mac(source)
+    macs = list(links.values()) if links else list_macs(source)
+    results = read_enis(source, macs, primary_mac, retry_interval=0)
+    good = {mac: r for mac, r in results.items() if isinstance(r, Eni)}
+    for mac, result in results.items():
+        if not isinstance(result, Eni):
+            outcome.fail(mac, result)
+    if links:
+        named = {name: good[mac] for name, mac in links.items() if mac in good}
+    else:
+        named = _name_enis(good.values())
+    for ifname, eni in named.items():
+        # The echoed list below says what was written; log lines would repeat it.
+        changes = _configure(out, ifname, eni, eni.mac == primary_mac, outcome, announce=False)
+        if changes is None:
+            continue
+        for rel in apply.generated_files(out, ifname):
+            state = "written" if rel in changes.written else "unchanged"
+            echo(f"{out / rel} ({state})")
+    return outcome.exit_code
+
+
+def parse_link_args(values: Iterable[str]) -> dict[str, str]:
+    """NAME=MAC pairs from --link options."""
+    links: dict[str, str] = {}
+    for value in values:
+        name, sep, mac = value.partition("=")
+        if not sep:
+            raise UsageError(f"--link {value!r}: expected NAME=MAC")
+        try:
+            links[sysfs.check_ifname(name)] = parse_mac(mac)
+        except ValueError as exc:
+            raise UsageError(f"--link {value!r}: {exc}") from None
+    return links
+
+
+def _admin_overrides(root: Path, ifname: str) -> list[str]:
+    admin = root / layout.ADMIN_NETWORK_DIR
+    names = [layout.network_file(ifname)] + [layout.dropin(ifname, d) for d in layout.DROPINS]
+    return [str(admin / n) for n in names if (admin / n).exists()]
+
+
+def _eni_facts(eni: Eni, primary: bool) -> dict[str, Any]:
+    return {
+        "interface_id": eni.interface_id,
+        "primary": primary,
+        "network_card": eni.network_card,
+        "device_number": eni.device_number,
+        "table": eni.table,
+        "rule_priority": None if primary else eni.table,
+        "metric": eni.metric,
+        "local_ipv4s": [str(a) for a in eni.local_ipv4s],
+        "ipv6s": [str(a) for a in eni.ipv6s],
+        "ipv4_prefixes": [str(n) for n in eni.ipv4_prefixes],
+        "ipv6_prefixes": [str(n) for n in eni.ipv6_prefixes],
+        "subnet_ipv4_cidr": str(eni.subnet_ipv4_cidr) if eni.subnet_ipv4_cidr else None,
+        "subnet_ipv6_cidrs": [str(n) for n in eni.subnet_ipv6_cidrs],
+    }
+
+
+def show(opts: Options, names: list[str] | None, as_json: bool, echo: Callable[[str], None]) -> int:
+    """What IMDS says per ENI, which files we generated, and admin overrides."""
+    outcome = Outcome()
+    links = _select_links(opts, names, outcome)
+    results: Mapping[str, object] = {}
+    primary_mac = None
+    if links:
+        source = opts.open_source()
+        try:
+            primary_mac = read_primary_mac(source)
+            results = read_enis(source, [link.mac for link in links], primary_mac)
+        except Ec2NetError as exc:
+            outcome.fail("metadata", exc)
+    report = []
+    for link in links:
+        entry: dict[str, Any] = {"interface": link.name, "mac": link.mac, "driver": link.driver}
+        result = results.get(link.mac)
+        if isinstance(result, Eni):
+            entry.update(_eni_facts(result, link.mac == primary_mac))
+        elif isinstance(result, Exception):
+            outcome.fail(link.name, result)
+            entry["error"] = str(result)
+        entry["generated_files"] = [
+            str(opts.netdir / rel) for rel in apply.generated_files(opts.netdir, link.name)
+        ]
+        entry["admin_overrides"] = _admin_overrides(opts.root, link.name)
+        report.append(entry)
+    if as_json:
+        echo(json.dumps({"interfaces": report}, indent=2))
+    else:
+        for entry in report:
+            echo(_format_entry(entry))
+    return outcome.exit_code
+
+
+def _format_entry(entry: Mapping[str, Any]) -> str:
+    head = f"{entry['interface']}  {entry['mac']}  driver={entry['driver'] or '-'}"
+    lines = [head]
+    if "error" in entry:
+        lines.append(f"  error: {entry['error']}")
+    if "table" in entry:
+        role = "primary" if entry["primary"] else "secondary"
+        lines.append(
+            f"  {entry['interface_id'] or 'eni-?'}  {role}  card {entry['network_card']}"
+            f"  device {entry['device_number']}  table {entry['table']}"
+            f"  rule priority {entry['rule_priority'] or '-'}  metric {entry['metric']}"
+        )
+        for key in ("local_ipv4s", "ipv6s", "ipv4_prefixes", "ipv6_prefixes", "subnet_ipv6_cidrs"):
+            if entry[key]:
+                lines.append(f"  {key}: {' '.join(entry[key])}")
+        if entry["subnet_ipv4_cidr"]:
+            lines.append(f"  subnet_ipv4_cidr: {entry['subnet_ipv4_cidr']}")
+    for path in entry["generated_files"]:
+        lines.append(f"  generated: {path}")
+    for path in entry["admin_overrides"]:
+        lines.append(f"  admin override: {path}")
+    return "\n".join(lines)

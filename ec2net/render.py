@@ -1,0 +1,93 @@
+"""Pure rendering: validated model -> {relative path: file text}. No I/O beyond templates."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from . import layout
+from .model import Eni
+
+
+def templates_dir() -> Path:
+    """The single templates/ directory: packaged next to the code, or the source tree's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "70-eni.network.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"templates directory not found near {here}")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # networkd INI, not HTML; values are validated model objects
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _header(ifname: str, eni: Eni, primary: bool) -> str:
+    role = "primary ENI" if primary else "secondary ENI"
+    ident = f"{eni.interface_id}, " if eni.interface_id else ""
+    return (
+        f"{layout.MARKER} for {ifname} ({role}, {ident}card {eni.network_card}, "
+        f"device {eni.device_number}).\n"
+        "# Do not edit: rewritten on every run and gone at reboot. To override, create a file\n"
+        "# of the same name under /etc/systemd/network/ (see ec2net(8))."
+    )
+
+
+def _sources(
+    addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> list[str]:
+    networks = {ipaddress.ip_network(a) for a in addresses} | set(prefixes)
+    return [str(n) for n in sorted(networks)]
+
+
+def _tidy(text: str) -> str:
+    """One blank line before each section, none doubled, exactly one final newline."""
+    lines: list[str] = []
+    for line in text.strip("\n").split("\n"):
+        if line.startswith("[") and lines and lines[-1] != "":
+            lines.append("")
+        if line == "" and (not lines or lines[-1] == ""):
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def render_eni(eni: Eni, ifname: str, *, primary: bool) -> dict[str, str]:
+    """All files for one ENI on interface `ifname`, keyed by path relative to the network dir."""
+    env = _environment()
+    context = {"eni": eni, "header": _header(ifname, eni, primary)}
+
+    def text(template: str, **extra: object) -> str:
+        return _tidy(env.get_template(template).render(**context, **extra))
+
+    files = {
+        layout.network_file(ifname): text("70-eni.network.j2"),
+        layout.dropin(ifname, layout.DROPIN_ENI): text("eni.conf.j2"),
+    }
+    if eni.secondary_ipv4s:
+        files[layout.dropin(ifname, layout.DROPIN_ALIAS)] = text("ec2net_alias.conf.j2")
+    if not primary:
+        # The primary ENI gets no policy rules: its traffic uses the main table, and rules on
+        # it broke docker bridge networking with the original tool.
+        for dropin, sources in (
+            (layout.DROPIN_POLICY_4, _sources(eni.local_ipv4s, eni.ipv4_prefixes)),
+            (layout.DROPIN_POLICY_6, _sources(eni.ipv6s, eni.ipv6_prefixes)),
+        ):
+            if sources:
+                files[layout.dropin(ifname, dropin)] = text(
+                    "ec2net_policy.conf.j2", sources=sources
+                )
+    return files

@@ -1,0 +1,79 @@
+"""Network interfaces as the kernel lists them in /sys/class/net (under --root)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .model import parse_mac
+
+# Drivers of EC2 network interfaces: ENA, Intel 82599 VF (enhanced networking), Xen netfront.
+ENI_DRIVERS = frozenset({"ena", "ixgbevf", "vif"})
+SYS_CLASS_NET = "sys/class/net"
+# Kernel limit IFNAMSIZ (16) includes the terminating NUL.
+MAX_IFNAME_BYTES = 15
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    mac: str
+    driver: str | None
+
+    @property
+    def is_eni(self) -> bool:
+        return self.driver in ENI_DRIVERS
+
+
+def check_ifname(name: str) -> str:
+    """Return `name` if the kernel would accept it as an interface name, else UsageError.
+
+    Names end up in file paths, so this is what keeps '../x' or 'a/b' out of them.
+    """
+    if (
+        not name
+        or len(name.encode()) > MAX_IFNAME_BYTES
+        or name in (".", "..")
+        or any(c in name for c in "/:")
+        or any(c.isspace() for c in name)
+        or not name.isprintable()
+    ):
+        raise UsageError(f"invalid interface name: {name!r}")
+    return name
+
+
+def _read_link(root: Path, name: str) -> Link | None:
+    base = root / SYS_CLASS_NET / name
+    try:
+        mac = parse_mac((base / "address").read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # gone meanwhile, or not an Ethernet-like link
+    try:
+        driver: str | None = os.path.basename(os.readlink(base / "device" / "driver"))
+    except OSError:
+        driver = None  # virtual interfaces have no device
+    return Link(name=name, mac=mac, driver=driver)
+
+
+def get_link(root: Path, name: str) -> Link | None:
+    return _read_link(root, check_ifname(name))
+
+
+def list_links(root: Path) -> list[Link]:
+    """Every link with a MAC address, sorted by name."""
+    try:
+        names = sorted(os.listdir(root / SYS_CLASS_NET))
+    except FileNotFoundError:
+        return []
+    links = []
+    for name in names:
+        try:
+            check_ifname(name)
+        except UsageError:
+            continue
+        link = _read_link(root, name)
+        if link is not None:
+            links.append(link)
+    return links

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian/Ubuntu machine: installs what the tests need
+# (Debian packages when run as root, Python packages into .venv), then lints, type-checks
+# and runs pytest. Usage: tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: python3-venv for the virtual environment.
+DEB_PACKAGES=(python3-venv)
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "tests/run.sh: missing Debian packages: ${missing[*]} (run as root to install)" >&2
+    fi
+fi
+
+VENV=${EC2NET_TEST_VENV:-.venv}
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[test]'
+
+"$VENV/bin/ruff" check ec2net tests
+"$VENV/bin/ruff" format --check ec2net tests
+"$VENV/bin/mypy" ec2net
+exec "$VENV/bin/python" -m pytest "$@"
