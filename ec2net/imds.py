@@ -165,6 +165,8 @@ class ImdsClient:
         delay = 0.2
         while True:
             for endpoint in candidates:
+                if self.remaining() <= 0:
+                    break
                 try:
                     response = self._request("PUT", endpoint + TOKEN_PATH, headers)
                 except ImdsError as exc:
@@ -177,33 +179,37 @@ class ImdsClient:
                 if response.status_code == 403:
                     reason += " (IMDS disabled, or the request was not allowed)"
                 raise ImdsError(TOKEN_PATH, reason)
-            if self.remaining() <= delay:
+            remaining = self.remaining()
+            if remaining <= 0:
                 raise ImdsError(TOKEN_PATH, f"{last_error}; gave up at the deadline")
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
 
+    def _authorized_get(self, path: str) -> requests.Response:
+        if self._token is None:
+            self._fetch_token()
+        assert self._endpoint is not None and self._token is not None
+        return self._request(
+            "GET", self._endpoint + path, {"X-aws-ec2-metadata-token": self._token}
+        )
+
     def _get(self, path: str) -> str | None:
-        for attempt in (1, 2):
-            if self._token is None:
-                self._fetch_token()
-            assert self._endpoint is not None and self._token is not None
-            response = self._request(
-                "GET", self._endpoint + path, {"X-aws-ec2-metadata-token": self._token}
-            )
-            if response.status_code == 401 and attempt == 1:
-                # The token expired or IMDS restarted: get one new token, then retry once.
-                log.debug("token rejected, requesting a new one")
-                self._token = None
-                continue
-            if response.status_code == 404:
-                return None
-            if response.status_code != 200:
-                raise ImdsError(path, f"HTTP {response.status_code}")
-            try:
-                return response.content.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ImdsError(path, "response is not UTF-8 text") from None
-        raise ImdsError(path, "token rejected twice (HTTP 401)")
+        response = self._authorized_get(path)
+        if response.status_code == 401:
+            # The token expired or IMDS restarted: get one new token and try once more.
+            log.debug("token rejected, requesting a new one")
+            self._token = None
+            response = self._authorized_get(path)
+            if response.status_code == 401:
+                raise ImdsError(path, "token rejected twice (HTTP 401)")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ImdsError(path, f"HTTP {response.status_code}")
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ImdsError(path, "response is not UTF-8 text") from None
 
 
 def _describe(exc: requests.RequestException) -> str:
