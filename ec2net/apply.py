@@ -135,11 +135,6 @@ def sync_interface(netdir: Path, ifname: str, files: Mapping[str, str]) -> Chang
     return changes
 
 
-def remove_interface(netdir: Path, ifname: str) -> Changes:
-    """Delete every file we generated for `ifname`."""
-    return sync_interface(netdir, ifname, {})
-
-
 def _remove_empty_dropin_dir(netdir: Path, ifname: str) -> None:
     dropins = netdir / layout.dropin_dir(ifname)
     with contextlib.suppress(OSError):  # absent, or holds files that are not ours

@@ -76,16 +76,12 @@ def _log_changes(ifname: str, changes: apply.Changes) -> None:
         log.info("%s: removed %s", ifname, rel)
 
 
-def _configure(
-    netdir: Path, ifname: str, eni: Eni, primary: bool, outcome: Outcome, *, announce: bool = True
+def _sync(
+    netdir: Path, ifname: str, files: Mapping[str, str], outcome: Outcome, *, announce: bool = True
 ) -> apply.Changes | None:
-    if not eni.has_addresses:
-        log.info("%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac)
-        return None
-    from .render import render_eni  # jinja2 only where something is rendered
-
+    """Make the generated files of one interface `files` ({} removes them); record the result."""
     try:
-        changes = apply.sync_interface(netdir, ifname, render_eni(eni, ifname, primary=primary))
+        changes = apply.sync_interface(netdir, ifname, files)
     except (Ec2NetError, OSError) as exc:
         outcome.fail(ifname, exc)
         return None
@@ -94,6 +90,18 @@ def _configure(
     if changes.changed:
         outcome.changed.append(ifname)
     return changes
+
+
+def _configure(
+    netdir: Path, ifname: str, eni: Eni, primary: bool, outcome: Outcome, *, announce: bool = True
+) -> apply.Changes | None:
+    if not eni.has_addresses:
+        log.info("%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac)
+        return None
+    from .render import render_eni  # jinja2 only where something is rendered
+
+    files = render_eni(eni, ifname, primary=primary)
+    return _sync(netdir, ifname, files, outcome, announce=announce)
 
 
 def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> list[sysfs.Link]:
@@ -113,14 +121,7 @@ def _remove_vanished(opts: Options, outcome: Outcome) -> None:
     """With --all: drop config generated for interfaces that are no longer present."""
     present = {link.name for link in sysfs.list_links(opts.root)}
     for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
-        try:
-            changes = apply.remove_interface(opts.netdir, ifname)
-        except (Ec2NetError, OSError) as exc:
-            outcome.fail(ifname, exc)
-            continue
-        _log_changes(ifname, changes)
-        if changes.changed:
-            outcome.changed.append(ifname)
+        _sync(opts.netdir, ifname, {}, outcome)
 
 
 def setup(opts: Options, names: list[str] | None) -> int:
@@ -158,14 +159,7 @@ def remove(opts: Options, names: list[str]) -> int:
     for name in names:
         sysfs.check_ifname(name)
     for name in names:
-        try:
-            changes = apply.remove_interface(opts.netdir, name)
-        except (Ec2NetError, OSError) as exc:
-            outcome.fail(name, exc)
-            continue
-        _log_changes(name, changes)
-        if changes.changed:
-            outcome.changed.append(name)
+        _sync(opts.netdir, name, {}, outcome)
     return _finish(opts, outcome)
 
 

@@ -135,32 +135,20 @@ def _net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text, strict=True)
 
 
-def _ipv4(text: str) -> ipaddress.IPv4Address:
-    addr = _ip(text)
-    if not isinstance(addr, ipaddress.IPv4Address):
-        raise ValueError(f"not an IPv4 address: {text!r}")
-    return addr
+def _of_type(parse: Callable[[str], object], kind: type[T], what: str) -> Callable[[str], T]:
+    def check(text: str) -> T:
+        value = parse(text)
+        if not isinstance(value, kind):
+            raise ValueError(f"not an {what}: {text!r}")
+        return value
+
+    return check
 
 
-def _ipv6(text: str) -> ipaddress.IPv6Address:
-    addr = _ip(text)
-    if not isinstance(addr, ipaddress.IPv6Address):
-        raise ValueError(f"not an IPv6 address: {text!r}")
-    return addr
-
-
-def _ipv4_net(text: str) -> ipaddress.IPv4Network:
-    net = _net(text)
-    if not isinstance(net, ipaddress.IPv4Network):
-        raise ValueError(f"not an IPv4 CIDR block: {text!r}")
-    return net
-
-
-def _ipv6_net(text: str) -> ipaddress.IPv6Network:
-    net = _net(text)
-    if not isinstance(net, ipaddress.IPv6Network):
-        raise ValueError(f"not an IPv6 CIDR block: {text!r}")
-    return net
+_ipv4 = _of_type(_ip, ipaddress.IPv4Address, "IPv4 address")
+_ipv6 = _of_type(_ip, ipaddress.IPv6Address, "IPv6 address")
+_ipv4_net = _of_type(_net, ipaddress.IPv4Network, "IPv4 CIDR block")
+_ipv6_net = _of_type(_net, ipaddress.IPv6Network, "IPv6 CIDR block")
 
 
 def _bounded_int(text: str, upper: int) -> int:
