@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser(
         "remove", help="delete generated config of detached interfaces, then reload once"
     )
+    cmd.add_argument(
+        "--if-gone",
+        action="store_true",
+        help="only for interfaces that no longer exist (the unit's stop action: a stop at "
+        "shutdown or by hand keeps the config)",
+    )
     cmd.add_argument("interfaces", nargs="+", metavar="IF")
 
     cmd = sub.add_parser(
@@ -117,7 +123,7 @@ def run(args: argparse.Namespace, opts: commands.Options) -> int:
     if args.command in ("setup", "refresh"):
         return commands.setup(opts, _interfaces(args))
     if args.command == "remove":
-        return commands.remove(opts, args.interfaces)
+        return commands.remove(opts, args.interfaces, only_if_gone=args.if_gone)
     if args.command == "show":
         return commands.show(opts, args.interfaces or None, args.json, print)
     if args.command == "examples":

@@ -153,12 +153,15 @@ def setup(opts: Options, names: list[str] | None) -> int:
     return _finish(opts, outcome)
 
 
-def remove(opts: Options, names: list[str]) -> int:
+def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> int:
     """Delete our generated files for the named interfaces (after a detach)."""
     outcome = Outcome()
     for name in names:
         sysfs.check_ifname(name)
     for name in names:
+        if only_if_gone and sysfs.link_exists(opts.root, name):
+            log.debug("%s still exists; keeping its configuration", name)
+            continue
         _sync(opts.netdir, name, {}, outcome)
     return _finish(opts, outcome)
 

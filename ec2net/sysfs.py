@@ -57,6 +57,10 @@ def _read_link(root: Path, name: str) -> Link | None:
     return Link(name=name, mac=mac, driver=driver)
 
 
+def link_exists(root: Path, name: str) -> bool:
+    return os.path.lexists(root / SYS_CLASS_NET / check_ifname(name))
+
+
 def get_link(root: Path, name: str) -> Link | None:
     return _read_link(root, check_ifname(name))
 

@@ -268,3 +268,15 @@ def test_imds_unreachable_changes_nothing(ec2net: Cli) -> None:
     assert run.code == 1
     assert "connection failed" in run.log
     assert ec2net.tree() == golden("dual-stack")
+
+
+def test_remove_if_gone_keeps_config_of_present_link(ec2net: Cli) -> None:
+    attach_dual_stack(ec2net)
+    assert ec2net("setup", "--all").code == 0
+    assert ec2net("remove", "--if-gone", "eth1").code == 0
+    assert ec2net.tree() == golden("dual-stack"), "link present (shutdown): config stays"
+    assert ec2net.reloads == 1
+    del_link(ec2net.root, "eth1")
+    assert ec2net("remove", "--if-gone", "eth1").code == 0
+    assert not [p for p in ec2net.tree() if "eth1" in p]
+    assert ec2net.reloads == 2
