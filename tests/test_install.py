@@ -101,7 +101,8 @@ def test_installed_units_and_generator_are_substituted(prefix: Path) -> None:
     assert f"ExecStart={prefix}/bin/ec2net setup %I" in service
     assert "CapabilityBoundingSet=CAP_NET_ADMIN" in service
     generator = load_generator(prefix / "lib/systemd/system-generators/ec2-net-utils-generator")
-    assert generator.UNIT_DIR == str(unitdir)
+    unit_dir: str = generator.UNIT_DIR
+    assert unit_dir == str(unitdir)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
@@ -137,7 +138,8 @@ cp "$RULES" /etc/udev/rules.d/
 echo 'SUBSYSTEM=="net", KERNEL=="ena-*", ENV{ID_NET_DRIVER}="ena"' > /etc/udev/rules.d/85-fake.rules
 for dev in ena-fake1 plainveth; do
     echo "== $dev"
-    udevadm test --action=add /sys/class/net/$dev 2>/dev/null | grep -E '^(ID_NET_DRIVER|SYSTEMD_WANTS)='
+    udevadm test --action=add /sys/class/net/$dev 2>/dev/null |
+        grep -E '^(ID_NET_DRIVER|SYSTEMD_WANTS)='
 done
 """
 
