@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, commands
+from . import __version__, commands, config
 from .errors import Ec2NetError, UsageError
 
 log = logging.getLogger("ec2net")
@@ -52,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--imds-endpoint",
         metavar="URL",
         default=os.environ.get("EC2NET_IMDS_ENDPOINT"),
-        help="metadata service base URL (default: $EC2NET_IMDS_ENDPOINT, else "
-        "http://169.254.169.254 then http://[fd00:ec2::254])",
+        help="metadata service base URL (default: $EC2NET_IMDS_ENDPOINT, else [IMDS] Endpoint= "
+        "from the configuration, else http://169.254.169.254 then http://[fd00:ec2::254])",
     )
     parser.add_argument(
         "--deadline",
         type=float,
-        default=30.0,
         metavar="SECONDS",
-        help="give up on the metadata service after this long in total (default: 30)",
+        help="give up on the metadata service after this long in total (default: [IMDS] "
+        f"Deadline= from the configuration, else {commands.DEFAULT_DEADLINE:.0f})",
     )
     parser.add_argument(
         "--no-reload", action="store_true", help="write files but never call networkctl"
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, opts: commands.Options) -> int:
     from .snapshot import SnapshotSource, list_examples
 
     if args.command in ("setup", "refresh"):
-        return commands.setup(opts, _interfaces(args))
+        return commands.setup(opts, _interfaces(args), refresh=args.command == "refresh")
     if args.command == "remove":
         return commands.remove(opts, args.interfaces, only_if_gone=args.if_gone)
     if args.command == "show":
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, opts: commands.Options) -> int:
         else:
             source = SnapshotSource.from_file(args.metadata)
         links = commands.parse_link_args(args.link)
-        return commands.render_snapshot(source, args.out, links or None, print)
+        return commands.render_snapshot(source, args.out, links or None, print, opts.render_options)
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -145,14 +145,17 @@ def main(argv: Sequence[str] | None = None, **overrides: object) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
-        if args.deadline <= 0:
-            raise UsageError("--deadline must be positive")
-        endpoints = (args.imds_endpoint,) if args.imds_endpoint else ()
+        if args.deadline is not None and not 0 < args.deadline <= 3600:
+            raise UsageError("--deadline must be between 0 and 3600 seconds")
+        # render is offline and reads no configuration of this machine.
+        conf = config.Config() if args.command == "render" else config.load(args.root)
+        endpoint = args.imds_endpoint or conf.imds_endpoint
         opts = commands.Options(
             root=args.root,
-            endpoints=endpoints,
-            deadline=args.deadline,
+            endpoints=(endpoint,) if endpoint else (),
+            deadline=args.deadline or conf.deadline or commands.DEFAULT_DEADLINE,
             reload=not args.no_reload,
+            config=conf,
             **overrides,  # type: ignore[arg-type]
         )
         return run(args, opts)

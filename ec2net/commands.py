@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from . import apply, layout, sysfs
+from .config import Config
 from .errors import Ec2NetError, UsageError
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
-from .model import Eni, parse_mac
+from .locks import LockTimeout, interface_locks
+from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions, parse_mac
 
 log = logging.getLogger(__name__)
 
@@ -21,26 +23,39 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+DEFAULT_DEADLINE = 30.0
+# A run waiting for another run's lock gives up after its own deadline plus this margin.
+LOCK_MARGIN = 15.0
+
+
 @dataclass(frozen=True)
 class Options:
     root: Path = Path("/")
     endpoints: tuple[str, ...] = ()
-    deadline: float = 30.0
+    deadline: float = DEFAULT_DEADLINE
     reload: bool = True
+    config: Config = field(default_factory=Config)
     reloader: Callable[[], None] = apply.reload_networkd
-    # Builds the metadata source; tests substitute a snapshot.
-    source_factory: Callable[[Options], MetadataSource] | None = None
 
     @property
     def netdir(self) -> Path:
         return self.root / layout.RUN_NETWORK_DIR
 
+    @property
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(
+            mtu=self.config.mtu, manage_secondary_ips=self.config.manage_secondary_ips
+        )
+
     def open_source(self) -> MetadataSource:
-        if self.source_factory is not None:
-            return self.source_factory(self)
         from .imds import DEFAULT_ENDPOINTS, ImdsClient
 
-        return ImdsClient(self.endpoints or DEFAULT_ENDPOINTS, deadline=self.deadline)
+        return ImdsClient(
+            self.endpoints or DEFAULT_ENDPOINTS,
+            deadline=self.deadline,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+        )
 
 
 @dataclass
@@ -93,15 +108,40 @@ def _sync(
 
 
 def _configure(
-    netdir: Path, ifname: str, eni: Eni, primary: bool, outcome: Outcome, *, announce: bool = True
+    netdir: Path,
+    ifname: str,
+    eni: Eni,
+    primary: bool,
+    outcome: Outcome,
+    options: RenderOptions,
+    *,
+    announce: bool = True,
 ) -> apply.Changes | None:
     if not eni.has_addresses:
         log.info("%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac)
         return None
     from .render import render_eni  # jinja2 only where something is rendered
 
-    files = render_eni(eni, ifname, primary=primary)
+    files = render_eni(eni, ifname, primary=primary, options=options)
     return _sync(netdir, ifname, files, outcome, announce=announce)
+
+
+def _leave_alone(opts: Options, ifname: str, reason: str, outcome: Outcome) -> None:
+    """An interface that is not ours: never configure it, drop what we generated before."""
+    log.debug("%s: left alone (%s)", ifname, reason)
+    changes = _sync(opts.netdir, ifname, {}, outcome, announce=False)
+    if changes is not None and changes.changed:
+        log.info("%s: left alone (%s); removed our earlier configuration", ifname, reason)
+
+
+def _unmanaged_reason(opts: Options, link: sysfs.Link) -> str | None:
+    entry = opts.config.unmanaged.matches(link.name, link.mac)
+    if entry is not None:
+        return f"Unmanaged={entry} in the configuration"
+    manager = sysfs.managed_by(opts.root, link.name)
+    if manager is not None and manager != sysfs.NETWORKD_MANAGER:
+        return f"udev ID_NET_MANAGED_BY={manager}"
+    return None
 
 
 def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> list[sysfs.Link]:
@@ -117,40 +157,65 @@ def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> l
     return links
 
 
-def _remove_vanished(opts: Options, outcome: Outcome) -> None:
-    """With --all: drop config generated for interfaces that are no longer present."""
+def _vanished(opts: Options) -> list[str]:
+    """Interfaces we generated config for that no longer exist."""
     present = {link.name for link in sysfs.list_links(opts.root)}
-    for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
-        _sync(opts.netdir, ifname, {}, outcome)
+    return sorted(apply.generated_interfaces(opts.netdir) - present)
 
 
-def setup(opts: Options, names: list[str] | None) -> int:
+def setup(opts: Options, names: list[str] | None, *, refresh: bool = False) -> int:
     """Configure the named interfaces, or every ENI present (names=None)."""
+    if refresh and not opts.config.refresh:
+        log.debug("refresh is switched off in the configuration")
+        return EXIT_OK
     outcome = Outcome()
     for path in apply.remove_stale_temp_files(opts.netdir):
         log.info("removed %s left behind by an interrupted run", path)
     links = _select_links(opts, names, outcome)
-    if names is None:
-        _remove_vanished(opts, outcome)
-    if links:
-        source = opts.open_source()
-        try:
-            primary_mac = read_primary_mac(source)
-            results = read_enis(source, [link.mac for link in links], primary_mac)
-        except Ec2NetError as exc:
-            for link in links:
-                outcome.fail(link.name, exc)
-        else:
-            for link in links:
-                result = results[link.mac]
-                if isinstance(result, Ec2NetError):
-                    outcome.fail(link.name, result)
-                else:
-                    primary = link.mac == primary_mac
-                    _configure(opts.netdir, link.name, result, primary, outcome)
-    elif names is None:
-        log.info("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
+    vanished = _vanished(opts) if names is None else []
+    try:
+        with interface_locks(
+            opts.root, [link.name for link in links] + vanished, opts.deadline + LOCK_MARGIN
+        ):
+            for ifname in vanished:
+                _sync(opts.netdir, ifname, {}, outcome)
+            _setup_links(opts, links, outcome)
+    except LockTimeout as exc:
+        outcome.fail("lock", exc)
+    if not links and names is None:
+        log.debug("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
     return _finish(opts, outcome)
+
+
+def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
+    managed = []
+    for link in links:
+        reason = _unmanaged_reason(opts, link)
+        if reason is None:
+            managed.append(link)
+        else:
+            _leave_alone(opts, link.name, reason, outcome)
+    if not managed:
+        return
+    source = opts.open_source()
+    try:
+        primary_mac = read_primary_mac(source)
+        results = read_enis(source, [link.mac for link in managed], primary_mac)
+    except Ec2NetError as exc:
+        for link in managed:
+            outcome.fail(link.name, exc)
+        return
+    for link in managed:
+        result = results[link.mac]
+        if isinstance(result, Ec2NetError):
+            outcome.fail(link.name, result)
+            continue
+        entry = opts.config.unmanaged.matches(link.name, link.mac, result.interface_id)
+        if entry is not None:
+            _leave_alone(opts, link.name, f"Unmanaged={entry} in the configuration", outcome)
+            continue
+        primary = link.mac == primary_mac
+        _configure(opts.netdir, link.name, result, primary, outcome, opts.render_options)
 
 
 def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> int:
@@ -158,11 +223,15 @@ def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> in
     outcome = Outcome()
     for name in names:
         sysfs.check_ifname(name)
-    for name in names:
-        if only_if_gone and sysfs.link_exists(opts.root, name):
-            log.debug("%s still exists; keeping its configuration", name)
-            continue
-        _sync(opts.netdir, name, {}, outcome)
+    try:
+        with interface_locks(opts.root, names, opts.deadline + LOCK_MARGIN):
+            for name in names:
+                if only_if_gone and sysfs.link_exists(opts.root, name):
+                    log.debug("%s still exists; keeping its configuration", name)
+                    continue
+                _sync(opts.netdir, name, {}, outcome)
+    except LockTimeout as exc:
+        outcome.fail("lock", exc)
     return _finish(opts, outcome)
 
 
@@ -172,7 +241,11 @@ def _name_enis(enis: Iterable[Eni]) -> dict[str, Eni]:
 
 
 def render_snapshot(
-    source: MetadataSource, out: Path, links: Mapping[str, str] | None, echo: Callable[[str], None]
+    source: MetadataSource,
+    out: Path,
+    links: Mapping[str, str] | None,
+    echo: Callable[[str], None],
+    options: RenderOptions = DEFAULT_RENDER_OPTIONS,
 ) -> int:
     """Offline: write the tree for a metadata snapshot into `out` (no sysfs, no reload)."""
     outcome = Outcome()
@@ -189,7 +262,8 @@ def render_snapshot(
         named = _name_enis(good.values())
     for ifname, eni in named.items():
         # The echoed list below says what was written; log lines would repeat it.
-        changes = _configure(out, ifname, eni, eni.mac == primary_mac, outcome, announce=False)
+        primary = eni.mac == primary_mac
+        changes = _configure(out, ifname, eni, primary, outcome, options, announce=False)
         if changes is None:
             continue
         for rel in apply.generated_files(out, ifname):

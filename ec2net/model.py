@@ -104,6 +104,20 @@ class Eni:
 
 
 @dataclass(frozen=True)
+class RenderOptions:
+    """Site choices from the configuration that shape the generated files."""
+
+    # Fixed MTU instead of the one DHCP announces.
+    mtu: int | None = None
+    # False: secondary private IPv4s and delegated prefixes belong to someone else (e.g. a
+    # container network plugin): no aliases, and policy rules only for the DHCP addresses.
+    manage_secondary_ips: bool = True
+
+
+DEFAULT_RENDER_OPTIONS = RenderOptions()
+
+
+@dataclass(frozen=True)
 class Instance:
     """The instance: which MAC is the primary ENI, and the ENIs that validated."""
 

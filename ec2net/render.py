@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from . import layout
-from .model import Eni
+from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions
 
 
 def templates_dir() -> Path:
@@ -65,10 +65,12 @@ def _tidy(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_eni(eni: Eni, ifname: str, *, primary: bool) -> dict[str, str]:
+def render_eni(
+    eni: Eni, ifname: str, *, primary: bool, options: RenderOptions = DEFAULT_RENDER_OPTIONS
+) -> dict[str, str]:
     """All files for one ENI on interface `ifname`, keyed by path relative to the network dir."""
     env = _environment()
-    context = {"eni": eni, "header": _header(ifname, eni, primary)}
+    context = {"eni": eni, "header": _header(ifname, eni, primary), "options": options}
 
     def text(template: str, **extra: object) -> str:
         return _tidy(env.get_template(template).render(**context, **extra))
@@ -77,15 +79,18 @@ def render_eni(eni: Eni, ifname: str, *, primary: bool) -> dict[str, str]:
         layout.network_file(ifname): text("70-eni.network.j2"),
         layout.dropin(ifname, layout.DROPIN_ENI): text("eni.conf.j2"),
     }
-    if eni.secondary_ipv4s:
+    if eni.secondary_ipv4s and options.manage_secondary_ips:
         files[layout.dropin(ifname, layout.DROPIN_ALIAS)] = text("ec2net_alias.conf.j2")
     if not primary:
         # The primary ENI gets no policy rules: its traffic uses the main table, and rules on
         # it broke docker bridge networking with the original tool.
-        for dropin, sources in (
-            (layout.DROPIN_POLICY_4, _sources(eni.local_ipv4s, eni.ipv4_prefixes)),
-            (layout.DROPIN_POLICY_6, _sources(eni.ipv6s, eni.ipv6_prefixes)),
-        ):
+        if options.manage_secondary_ips:
+            v4 = _sources(eni.local_ipv4s, eni.ipv4_prefixes)
+            v6 = _sources(eni.ipv6s, eni.ipv6_prefixes)
+        else:
+            v4 = _sources(eni.local_ipv4s[:1], ())
+            v6 = _sources(eni.ipv6s, ())
+        for dropin, sources in ((layout.DROPIN_POLICY_4, v4), (layout.DROPIN_POLICY_6, v6)):
             if sources:
                 files[layout.dropin(ifname, dropin)] = text(
                     "ec2net_policy.conf.j2", sources=sources

@@ -57,6 +57,24 @@ def _read_link(root: Path, name: str) -> Link | None:
     return Link(name=name, mac=mac, driver=driver)
 
 
+UDEV_DATA = "run/udev/data"
+# networkd's own value of ID_NET_MANAGED_BY; any other value names another manager.
+NETWORKD_MANAGER = "io.systemd.Network"
+
+
+def managed_by(root: Path, name: str) -> str | None:
+    """ID_NET_MANAGED_BY from udev's database for this link, if udev set one."""
+    try:
+        ifindex = (root / SYS_CLASS_NET / name / "ifindex").read_text(encoding="ascii").strip()
+        text = (root / UDEV_DATA / f"n{int(ifindex)}").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("E:ID_NET_MANAGED_BY="):
+            return line.partition("=")[2].strip() or None
+    return None
+
+
 def link_exists(root: Path, name: str) -> bool:
     return os.path.lexists(root / SYS_CLASS_NET / check_ifname(name))
 
