@@ -26,6 +26,7 @@ UNITS = [
 SYSTEM_FILES = [
     "bin/ec2net",
     "lib/systemd/network/80-ec2.network",
+    "lib/systemd/networkd.conf.d/ec2-net-utils.conf",
     "lib/systemd/system-generators/ec2-net-utils-generator",
     *(f"lib/systemd/system/{unit}" for unit in UNITS),
     "lib/udev/rules.d/90-ec2-net-utils.rules",
