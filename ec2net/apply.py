@@ -1,4 +1,4 @@
-"""Imperative shell for generated files: atomic writes, stale removal, one networkd reload.
+"""Imperative shell for generated files: atomic writes and stale removal.
 
 Only files whose first line carries the marker are ever modified or deleted; anything else
 (an admin's file placed in /run, another tool's) is left exactly as it is.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +22,6 @@ log = logging.getLogger(__name__)
 # networkd reads only *.network, *.netdev, *.link and *.conf: a leading dot and this suffix
 # keep half-written files invisible to it.
 TEMP_SUFFIX = ".ec2net-tmp"
-NETWORKCTL_TIMEOUT = 30.0
 
 
 @dataclass
@@ -56,9 +53,21 @@ def _check_dir(path: Path) -> None:
         raise ApplyError(f"refusing to write through symbolic link {path}")
 
 
+def ensure_dir(path: Path) -> None:
+    """Create `path` and missing parents as 0755 whatever the umask (networkd must read them)."""
+    missing = []
+    while not path.exists() and not path.is_symlink():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent run created it first
+            directory.mkdir()
+            os.chmod(directory, 0o755)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Replace `path` so readers see either the old or the new file, never a mix."""
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     _check_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
@@ -149,26 +158,3 @@ def remove_stale_temp_files(netdir: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-def reload_networkd() -> None:
-    """Ask systemd-networkd to re-read its configuration (`networkctl reload`)."""
-    networkctl = shutil.which("networkctl")
-    if networkctl is None:
-        raise ApplyError("networkctl not found on PATH; cannot reload systemd-networkd")
-    try:
-        result = subprocess.run(
-            [networkctl, "reload"],
-            capture_output=True,
-            text=True,
-            timeout=NETWORKCTL_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ApplyError(
-            f"networkctl reload did not finish in {NETWORKCTL_TIMEOUT:.0f} s"
-        ) from None
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
-        raise ApplyError(f"networkctl reload failed (exit {result.returncode}): {detail}")
-    log.debug("networkctl reload done")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apply, layout, sysfs
+from . import apply, layout, networkd, sysfs
 from .config import Config
 from .errors import Ec2NetError, UsageError
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
@@ -35,7 +35,7 @@ class Options:
     deadline: float = DEFAULT_DEADLINE
     reload: bool = True
     config: Config = field(default_factory=Config)
-    reloader: Callable[[], None] = apply.reload_networkd
+    reloader: Callable[[], None] = networkd.reload
 
     @property
     def netdir(self) -> Path:
@@ -216,6 +216,14 @@ def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> No
             continue
         primary = link.mac == primary_mac
         _configure(opts.netdir, link.name, result, primary, outcome, opts.render_options)
+        shadow = networkd.shadowing_file(opts.root, link.name)
+        if shadow is not None:
+            log.warning(
+                "%s: networkd applies %s, which sorts before %s and hides it and its drop-ins",
+                link.name,
+                shadow,
+                opts.netdir / layout.network_file(link.name),
+            )
 
 
 def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> int:
@@ -336,6 +344,8 @@ def show(opts: Options, names: list[str] | None, as_json: bool, echo: Callable[[
             str(opts.netdir / rel) for rel in apply.generated_files(opts.netdir, link.name)
         ]
         entry["admin_overrides"] = _admin_overrides(opts.root, link.name)
+        entry["network_file"] = networkd.network_file(opts.root, link.name)
+        entry["shadowed_by"] = networkd.shadowing_file(opts.root, link.name)
         report.append(entry)
     if as_json:
         echo(json.dumps({"interfaces": report}, indent=2))
@@ -366,4 +376,8 @@ def _format_entry(entry: Mapping[str, Any]) -> str:
         lines.append(f"  generated: {path}")
     for path in entry["admin_overrides"]:
         lines.append(f"  admin override: {path}")
+    if entry["network_file"]:
+        lines.append(f"  networkd applies: {entry['network_file']}")
+    if entry["shadowed_by"]:
+        lines.append(f"  WARNING: shadowed by {entry['shadowed_by']}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .apply import ensure_dir
 from .errors import Ec2NetError
 
 LOCK_DIR = "run/ec2-net-utils/lock"
@@ -27,7 +28,7 @@ def interface_locks(root: Path, names: Iterable[str], timeout: float) -> Iterato
     The kernel drops a flock when its holder dies, so a killed run never blocks the next.
     """
     directory = root / LOCK_DIR
-    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    ensure_dir(directory)
     give_up_at = time.monotonic() + timeout
     fds: list[int] = []
     try:

@@ -1,0 +1,68 @@
+"""What systemd-networkd does with our files: reload it, and see which file a link uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import layout, sysfs
+from .errors import ApplyError
+
+log = logging.getLogger(__name__)
+
+NETWORKCTL_TIMEOUT = 30.0
+# networkd's per-link state files; `networkctl status` reads the same ones (via sd-network).
+LINK_STATE_DIR = "run/systemd/netif/links"
+
+
+def reload() -> None:
+    """Ask systemd-networkd to re-read its configuration (`networkctl reload`)."""
+    networkctl = shutil.which("networkctl")
+    if networkctl is None:
+        raise ApplyError("networkctl not found on PATH; cannot reload systemd-networkd")
+    try:
+        result = subprocess.run(
+            [networkctl, "reload"],
+            capture_output=True,
+            text=True,
+            timeout=NETWORKCTL_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ApplyError(
+            f"networkctl reload did not finish in {NETWORKCTL_TIMEOUT:.0f} s"
+        ) from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        raise ApplyError(f"networkctl reload failed (exit {result.returncode}): {detail}")
+    log.debug("networkctl reload done")
+
+
+def network_file(root: Path, ifname: str) -> str | None:
+    """The .network file networkd applies to the link, as its state file records it."""
+    try:
+        ifindex = int((root / sysfs.SYS_CLASS_NET / ifname / "ifindex").read_text("ascii"))
+        text = (root / LINK_STATE_DIR / str(ifindex)).read_text("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("NETWORK_FILE="):
+            return line.partition("=")[2].strip() or None
+    return None
+
+
+def shadowing_file(root: Path, ifname: str) -> str | None:
+    """A .network file that sorts before our 70-IF.network and so hides it and its drop-ins.
+
+    networkd applies the first matching file in lexical order of file names. A file of the
+    same name is ours or an admin's override in /etc (intended); one sorting after ours (the
+    80-ec2.network fallback) only means networkd has not been reloaded yet.
+    """
+    current = network_file(root, ifname)
+    if current is None:
+        return None
+    name = os.path.basename(current)
+    return current if name < layout.network_file(ifname) else None
