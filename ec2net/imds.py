@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from . import __version__
@@ -26,6 +27,7 @@ METADATA_PREFIX = "/latest/meta-data/"
 # A run needs the token for seconds; a short TTL limits what a leaked token is worth.
 TOKEN_TTL_SECONDS = 300
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MIN_ATTEMPT_SECONDS = 0.2
 
 
 class DeadlineRetry(Retry):
@@ -79,11 +81,13 @@ class ImdsClient:
         # IMDS is link-local: a proxy from the environment would only break it.
         self._session.trust_env = False
         self._session.headers["User-Agent"] = f"ec2-net-utils/{__version__}"
+        # Retries are counted per request as well as bounded by the deadline, so that one
+        # persistently failing path cannot use up the time the other ENIs need.
         retry = DeadlineRetry(
-            total=20,
-            connect=20,
-            read=20,
-            status=20,
+            total=6,
+            connect=3,
+            read=3,
+            status=5,
             other=0,
             redirect=0,
             allowed_methods=frozenset({"GET", "PUT"}),
@@ -165,7 +169,9 @@ class ImdsClient:
         delay = 0.2
         while True:
             for endpoint in candidates:
-                if self.remaining() <= 0:
+                # An attempt squeezed into the last moments would only report its own timeout
+                # instead of the real cause of the earlier failures.
+                if self.remaining() < MIN_ATTEMPT_SECONDS:
                     break
                 try:
                     response = self._request("PUT", endpoint + TOKEN_PATH, headers)
@@ -180,7 +186,7 @@ class ImdsClient:
                     reason += " (IMDS disabled, or the request was not allowed)"
                 raise ImdsError(TOKEN_PATH, reason)
             remaining = self.remaining()
-            if remaining <= 0:
+            if remaining < MIN_ATTEMPT_SECONDS:
                 raise ImdsError(TOKEN_PATH, f"{last_error}; gave up at the deadline")
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
@@ -213,13 +219,16 @@ class ImdsClient:
 
 
 def _describe(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.ReadTimeout):
-        return "read timed out"
+    """A short cause for the log line; requests wraps urllib3's error of the last attempt."""
     cause: object = exc.args[0] if exc.args else exc
-    # requests wraps urllib3's MaxRetryError; its .reason is the error of the last attempt.
-    cause = getattr(cause, "reason", cause)
+    cause = getattr(cause, "reason", cause)  # MaxRetryError -> the last attempt's error
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
+    if isinstance(cause, NewConnectionError):
+        return f"connection failed: {str(cause).rpartition(': ')[2]}"
+    if isinstance(exc, requests.ConnectTimeout) or isinstance(cause, ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
+        return "read timed out"
     if isinstance(exc, requests.ConnectionError):
         return f"connection failed: {cause}"
     return f"{type(exc).__name__}: {cause}"
