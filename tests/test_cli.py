@@ -133,7 +133,7 @@ def test_usage_errors_exit_2(instance: Instance) -> None:
     result = instance.run("render", "--metadata", "/nonexistent.json", "--out", "x", check_code=2)
     assert "cannot read metadata snapshot /nonexistent.json" in result.stderr
     result = instance.run("--deadline", "0", "refresh", "--all", check_code=2)
-    assert "--deadline must be positive" in result.stderr
+    assert "--deadline must be between 0 and 3600 seconds" in result.stderr
 
 
 def test_render_example_from_anywhere(tmp_path: Path) -> None:

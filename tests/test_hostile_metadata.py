@@ -58,6 +58,8 @@ KEYS = {
     "AddPrefixRoute",
     "From",
     "Priority",
+    "KeepConfiguration",
+    "Metric",
 }
 HEADER = re.compile(r"# [ -~]*")  # printable ASCII comment
 

@@ -1,0 +1,195 @@
+"""The real `ec2net` against the real systemd-networkd 252 in the namespace lab.
+
+A "VPC" namespace serves DHCP (dnsmasq) and IMDS (tests/imds_mock.py on 169.254.169.254:80);
+the "instance" namespace runs networkd with the packaged fallback 80-ec2.network (matching
+eth* here: veth has no ena driver). ec2net runs inside the instance exactly as the units run
+it, with default IMDS endpoints, and we assert the kernel state with `ip -j`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netlab import REMOTE_PEER, VPC_GATEWAY, VPC_SUBNET, Lab, pytest_lab
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from instance_builder import eni, instance  # noqa: E402
+
+BIN = "/run/ec2net-lab/bin"
+CALLS = "/run/ec2net-lab/networkctl.calls"
+ETH0 = eni("02:00:00:00:00:10", 0, ipv4s=["192.0.2.10"], subnet4=VPC_SUBNET)
+ETH1 = eni(
+    "02:00:00:00:00:11",
+    1,
+    ipv4s=["192.0.2.11", "192.0.2.21", "192.0.2.22"],
+    subnet4=VPC_SUBNET,
+    prefixes4=["192.0.2.208/28"],
+)
+ETH2 = eni("02:00:00:00:00:12", 2, ipv4s=["192.0.2.12"], subnet4=VPC_SUBNET)
+DHCP_ADDRESSES = {"eth0": "192.0.2.10", "eth1": "192.0.2.11", "eth2": "192.0.2.12"}
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
+    for the_lab in pytest_lab(request, ipv6=False):
+        fallback = (REPO / "templates/80-ec2.network").read_text()
+        the_lab.write(
+            "/usr/lib/systemd/network/80-ec2.network",
+            fallback.replace("Driver=ena ixgbevf vif", "Name=eth*"),
+        )
+        # networkctl on PATH records each call, then does the real thing.
+        the_lab.write(
+            f"{BIN}/networkctl",
+            f'#!/bin/sh\necho "$*" >> {CALLS}\nexec /usr/bin/networkctl "$@"\n',
+        )
+        the_lab.path(f"{BIN}/networkctl").chmod(0o755)
+        the_lab.reload()
+        snapshot = tmp_path / "snapshot.json"
+        snapshot.write_text(json.dumps(instance(ETH0["mac"], ETH0, ETH1)))
+        the_lab.start_imds(snapshot)
+        yield the_lab
+
+
+def ec2net(lab: Lab, *args: str, code: int = 0) -> str:
+    env = ["env", f"PATH={BIN}:/usr/sbin:/usr/bin:/sbin:/bin", f"PYTHONPATH={REPO}"]
+    result = lab.inst([*env, sys.executable, "-m", "ec2net", *args], check=False, timeout=90)
+    assert result.returncode == code, result.stderr
+    return result.stderr
+
+
+def reloads(lab: Lab) -> int:
+    calls = lab.path(CALLS)
+    return calls.read_text().count("reload") if calls.exists() else 0
+
+
+def imds_set(lab: Lab, path: str, value: Any) -> None:
+    """Change the mock's metadata through its control API (it runs in the VPC namespace)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from imds_mock import "
+        f"MockControl; MockControl('http://169.254.169.254').set({path!r}, {value!r})"
+    )
+    lab.vpc([sys.executable, "-c", code])
+
+
+def attach(lab: Lab, name: str, node: dict[str, Any]) -> None:
+    lab.add_eni(name, node["mac"], ipv4=DHCP_ADDRESSES[name])
+    assert lab.wait_dhcp(name) == DHCP_ADDRESSES[name]
+
+
+def rules(lab: Lab) -> set[tuple[int, str, str]]:
+    return {
+        (r["priority"], r["src"] + ("/" + str(r["srclen"]) if "srclen" in r else ""), r["table"])
+        for r in lab.rules()
+        if r.get("priority", 0) >= 10000 and r.get("table") not in ("main", "default")
+    }
+
+
+def table(lab: Lab, number: int) -> set[tuple[str, str | None, str]]:
+    return {(r["dst"], r.get("gateway"), r["dev"]) for r in lab.routes(number)}
+
+
+def addresses(lab: Lab, dev: str) -> set[str]:
+    return {f"{a['local']}/{a['prefixlen']}" for a in lab.addresses(dev)}
+
+
+def out_dev(lab: Lab, dst: str, src: str) -> str:
+    dev: str = lab.route_get(dst, src)["dev"]
+    return dev
+
+
+def test_setup_refresh_without_a_blip(lab: Lab) -> None:
+    attach(lab, "eth0", ETH0)
+    attach(lab, "eth1", ETH1)
+    with lab.monitor_addresses() as monitor:
+        # Named interfaces are configured whatever their driver (veth here).
+        ec2net(lab, "setup", "eth0", "eth1")
+        assert reloads(lab) == 1
+        for name in ("eth0", "eth1"):
+            lab.wait_configured(name)
+        lab.wait_for(lambda: len(rules(lab)) == 4, 15, "the policy rules")
+
+        assert rules(lab) == {
+            (10001, "192.0.2.11", "10001"),
+            (10001, "192.0.2.21", "10001"),
+            (10001, "192.0.2.22", "10001"),
+            (10001, "192.0.2.208/28", "10001"),
+        }, "secondary ENI only; the primary's traffic uses the main table"
+        assert table(lab, 10001) == {
+            ("default", VPC_GATEWAY, "eth1"),
+            (VPC_SUBNET, None, "eth1"),
+        }
+        assert ("default", VPC_GATEWAY, "eth0") in table(lab, 10000)
+        assert {"192.0.2.21/32", "192.0.2.22/32", "192.0.2.11/24"} <= addresses(lab, "eth1")
+        assert out_dev(lab, REMOTE_PEER, "192.0.2.21") == "eth1"
+        assert out_dev(lab, REMOTE_PEER, "192.0.2.11") == "eth1"
+        assert out_dev(lab, REMOTE_PEER, "192.0.2.10") == "eth0"
+        assert out_dev(lab, "192.0.2.99", "192.0.2.10") == "eth0", "primary wins its subnet"
+        assert lab.config_warnings() == []
+
+        # A secondary IP added in IMDS appears after a refresh, with its rule.
+        imds_set(
+            lab,
+            f"network/interfaces/macs/{ETH1['mac']}/local-ipv4s",
+            ["192.0.2.11", "192.0.2.21", "192.0.2.22", "192.0.2.23"],
+        )
+        ec2net(lab, "refresh", "eth1")
+        assert reloads(lab) == 2
+        lab.wait_for(lambda: "192.0.2.23/32" in addresses(lab, "eth1"), 15, "the new alias")
+        lab.wait_for(lambda: len(rules(lab)) == 5, 15, "the new rule")
+        assert out_dev(lab, REMOTE_PEER, "192.0.2.23") == "eth1"
+
+        # ... and one removed disappears.
+        imds_set(
+            lab, f"network/interfaces/macs/{ETH1['mac']}/local-ipv4s", ["192.0.2.11", "192.0.2.21"]
+        )
+        ec2net(lab, "refresh", "eth1")
+        lab.wait_for(lambda: "192.0.2.22/32" not in addresses(lab, "eth1"), 15, "alias removal")
+        lab.wait_for(lambda: len(rules(lab)) == 3, 15, "rule removal")
+
+        # Nothing changed: no write, no reload.
+        ec2net(lab, "refresh", "eth0", "eth1")
+        assert reloads(lab) == 3
+
+    for name in ("eth0", "eth1"):
+        deleted = monitor.deleted(DHCP_ADDRESSES[name])
+        assert deleted == [], f"{name} lost its DHCP address:\n" + "\n".join(deleted)
+
+
+def test_hotplug_and_detach_leave_other_enis_alone(lab: Lab) -> None:
+    attach(lab, "eth0", ETH0)
+    attach(lab, "eth1", ETH1)
+    ec2net(lab, "setup", "eth0", "eth1")
+    lab.wait_for(lambda: len(rules(lab)) == 4, 15, "the policy rules")
+    before = {name: addresses(lab, name) for name in ("eth0", "eth1")}
+
+    with lab.monitor_addresses() as monitor:
+        imds_set(lab, f"network/interfaces/macs/{ETH2['mac']}", ETH2)
+        attach(lab, "eth2", ETH2)
+        ec2net(lab, "setup", "eth2")
+        lab.wait_configured("eth2")
+        lab.wait_for(lambda: (10002, "192.0.2.12", "10002") in rules(lab), 15, "eth2's rule")
+        assert table(lab, 10002) == {("default", VPC_GATEWAY, "eth2"), (VPC_SUBNET, None, "eth2")}
+        assert out_dev(lab, REMOTE_PEER, "192.0.2.12") == "eth2"
+        assert lab.path("/run/systemd/network/70-eth2.network").exists()
+
+        # Detach: the link goes, then the unit's stop action removes our files.
+        calls = reloads(lab)
+        lab.del_eni("eth2")
+        ec2net(lab, "remove", "--if-gone", "eth2")
+        assert reloads(lab) == calls + 1
+        assert not lab.path("/run/systemd/network/70-eth2.network").exists()
+        assert not lab.path("/run/systemd/network/70-eth2.network.d").exists()
+        lab.wait_for(lambda: not any(r[0] == 10002 for r in rules(lab)), 15, "eth2's rules gone")
+
+    for name in ("eth0", "eth1"):
+        assert monitor.deleted(DHCP_ADDRESSES[name]) == [], f"{name} was disturbed"
+        assert addresses(lab, name) == before[name]
+    assert len(rules(lab)) == 4
