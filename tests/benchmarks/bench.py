@@ -38,6 +38,8 @@ GENERATOR = REPO / "generator" / "ec2-net-utils-generator.in"
 # The mock and the snapshot builder live in tests/ (not a package); the suite imports them the
 # same way through pytest's rootdir-relative sys.path.
 sys.path.insert(0, str(TESTS))
+# Importing them must not leave .pyc files in tests/ (this tool only writes to its temp dir).
+sys.dont_write_bytecode = True
 
 from imds_mock import ImdsMock  # noqa: E402
 from instance_builder import eni, instance  # noqa: E402

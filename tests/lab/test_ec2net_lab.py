@@ -61,7 +61,11 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
 def ec2net(lab: Lab, *args: str, code: int = 0) -> str:
     env = ["env", f"PATH={BIN}:/usr/sbin:/usr/bin:/sbin:/bin", f"PYTHONPATH={REPO}"]
     result = lab.inst([*env, sys.executable, "-m", "ec2net", *args], check=False, timeout=90)
-    assert result.returncode == code, result.stderr
+    if result.returncode != code:
+        routes = lab.inst(["ip", "route", "show", "table", "all"], check=False).stdout
+        addrs = lab.inst(["ip", "-brief", "addr"], check=False).stdout
+        state = f"{addrs}\n{routes}"
+        pytest.fail(f"ec2net {' '.join(args)}: exit {result.returncode}\n{result.stderr}\n{state}")
     return result.stderr
 
 
