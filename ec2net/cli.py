@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         target = cmd.add_mutually_exclusive_group(required=True)
         target.add_argument("--all", action="store_true", help="every ENI found in sysfs")
         target.add_argument("interfaces", nargs="*", default=[], metavar="IF")
+        if name == "refresh":
+            cmd.add_argument(
+                "--coalesce",
+                action="store_true",
+                help="for the per-ENI timer: do nothing if a walk of all ENIs refreshed IF "
+                "less than a minute ago, else walk all ENIs we manage",
+            )
 
     cmd = sub.add_parser(
         "remove", help="delete generated config of detached interfaces, then reload once"
@@ -120,8 +127,10 @@ def _interfaces(args: argparse.Namespace) -> list[str] | None:
 def run(args: argparse.Namespace, opts: commands.Options) -> int:
     from .snapshot import SnapshotSource, list_examples
 
-    if args.command in ("setup", "refresh"):
-        return commands.setup(opts, _interfaces(args), refresh=args.command == "refresh")
+    if args.command == "setup":
+        return commands.setup(opts, _interfaces(args))
+    if args.command == "refresh":
+        return commands.refresh(opts, _interfaces(args), coalesce=args.coalesce)
     if args.command == "remove":
         return commands.remove(opts, args.interfaces, only_if_gone=args.if_gone)
     if args.command == "show":

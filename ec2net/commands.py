@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apply, layout, networkd, sysfs
+from . import apply, layout, networkd, state, sysfs, walk
 from .config import Config
 from .errors import Ec2NetError, UsageError
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
@@ -64,6 +64,11 @@ class Outcome:
 
     failed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    # A periodic refresh: decisions that repeat every minute are logged at debug level only.
+    routine: bool = False
+
+    def note(self, message: str, *args: object) -> None:
+        log.log(logging.DEBUG if self.routine else logging.INFO, message, *args)
 
     def fail(self, what: str, error: Exception) -> None:
         log.error("%s: %s", what, error)
@@ -116,21 +121,41 @@ def _configure(
     options: RenderOptions,
     *,
     announce: bool = True,
+    state_root: Path | None = None,
 ) -> apply.Changes | None:
+    """Render and apply one ENI. With `state_root`, skip rendering when nothing changed."""
     if not eni.has_addresses:
-        log.info("%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac)
+        outcome.note(
+            "%s: ENI %s has no IP addresses (EFA only?), leaving it alone", ifname, eni.mac
+        )
         return None
+    wanted = state.digest(eni, ifname, primary, options) if state_root else ""
+    if state_root and state.unchanged(state_root, netdir, ifname, wanted):
+        log.debug("%s: metadata unchanged since the files were written", ifname)
+        return apply.Changes()
     from .render import render_eni  # jinja2 only where something is rendered
 
     files = render_eni(eni, ifname, primary=primary, options=options)
-    return _sync(netdir, ifname, files, outcome, announce=announce)
+    changes = _sync(netdir, ifname, files, outcome, announce=announce)
+    if state_root is not None:
+        if changes is None:
+            state.forget(state_root, ifname)
+        else:
+            state.save(state_root, netdir, ifname, wanted, sorted(files))
+    return changes
+
+
+def _remove(opts: Options, ifname: str, outcome: Outcome, *, announce: bool = True) -> bool:
+    """Delete what we generated for `ifname`; True if anything was there."""
+    state.forget(opts.root, ifname)
+    changes = _sync(opts.netdir, ifname, {}, outcome, announce=announce)
+    return changes is not None and changes.changed
 
 
 def _leave_alone(opts: Options, ifname: str, reason: str, outcome: Outcome) -> None:
     """An interface that is not ours: never configure it, drop what we generated before."""
     log.debug("%s: left alone (%s)", ifname, reason)
-    changes = _sync(opts.netdir, ifname, {}, outcome, announce=False)
-    if changes is not None and changes.changed:
+    if _remove(opts, ifname, outcome, announce=False):
         log.info("%s: left alone (%s); removed our earlier configuration", ifname, reason)
 
 
@@ -163,12 +188,14 @@ def _vanished(opts: Options) -> list[str]:
     return sorted(apply.generated_interfaces(opts.netdir) - present)
 
 
-def setup(opts: Options, names: list[str] | None, *, refresh: bool = False) -> int:
+def setup(opts: Options, names: list[str] | None) -> int:
     """Configure the named interfaces, or every ENI present (names=None)."""
-    if refresh and not opts.config.refresh:
-        log.debug("refresh is switched off in the configuration")
-        return EXIT_OK
     outcome = Outcome()
+    _setup(opts, names, outcome)
+    return _finish(opts, outcome)
+
+
+def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
     for path in apply.remove_stale_temp_files(opts.netdir):
         log.info("removed %s left behind by an interrupted run", path)
     links = _select_links(opts, names, outcome)
@@ -178,13 +205,52 @@ def setup(opts: Options, names: list[str] | None, *, refresh: bool = False) -> i
             opts.root, [link.name for link in links] + vanished, opts.deadline + LOCK_MARGIN
         ):
             for ifname in vanished:
-                _sync(opts.netdir, ifname, {}, outcome)
+                _remove(opts, ifname, outcome)
             _setup_links(opts, links, outcome)
     except LockTimeout as exc:
         outcome.fail("lock", exc)
     if not links and names is None:
         log.debug("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
-    return _finish(opts, outcome)
+
+
+# Lock name for the refresh walk; ':' cannot occur in an interface name.
+WALK_LOCK = ":refresh-walk"
+
+
+def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -> int:
+    """Re-read IMDS and update what changed (the periodic path: quiet when nothing changes).
+
+    With `coalesce` (the per-ENI timer: `refresh --coalesce IF`) one run walks every ENI we
+    manage and records the walk, so the other ENIs' timers within the window stop at once
+    instead of each reading IMDS.
+    """
+    if not opts.config.refresh:
+        log.debug("refresh is switched off in the configuration")
+        return EXIT_OK
+    outcome = Outcome(routine=True)
+    if not coalesce:
+        _setup(opts, names, outcome)
+        return _finish(opts, outcome)
+    if names is None or len(names) != 1:
+        raise UsageError("refresh --coalesce takes exactly one interface")
+    ifname = sysfs.check_ifname(names[0])
+    try:
+        with interface_locks(opts.root, [WALK_LOCK], opts.deadline + LOCK_MARGIN):
+            if walk.covered(str(opts.root), ifname):
+                log.debug("%s: refreshed by a walk of all ENIs less than a minute ago", ifname)
+                return EXIT_OK
+            started = walk.now()
+            present = {link.name for link in sysfs.list_links(opts.root)}
+            ours = apply.generated_interfaces(opts.netdir) & present
+            targets = sorted(ours | {ifname})
+            _setup(opts, targets, outcome)
+            walk.record(str(opts.root), started, set(targets) - set(outcome.failed))
+    except LockTimeout as exc:
+        outcome.fail(ifname, exc)
+    _finish(opts, outcome)
+    # This unit reports on its own interface; the others' errors are logged all the same.
+    own = {ifname, "reload", "lock"}
+    return EXIT_FAILED if own & set(outcome.failed) else EXIT_OK
 
 
 def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
@@ -215,7 +281,15 @@ def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> No
             _leave_alone(opts, link.name, f"Unmanaged={entry} in the configuration", outcome)
             continue
         primary = link.mac == primary_mac
-        _configure(opts.netdir, link.name, result, primary, outcome, opts.render_options)
+        _configure(
+            opts.netdir,
+            link.name,
+            result,
+            primary,
+            outcome,
+            opts.render_options,
+            state_root=opts.root,
+        )
         shadow = networkd.shadowing_file(opts.root, link.name)
         if shadow is not None:
             log.warning(
@@ -237,7 +311,7 @@ def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> in
                 if only_if_gone and sysfs.link_exists(opts.root, name):
                     log.debug("%s still exists; keeping its configuration", name)
                     continue
-                _sync(opts.netdir, name, {}, outcome)
+                _remove(opts, name, outcome)
     except LockTimeout as exc:
         outcome.fail("lock", exc)
     return _finish(opts, outcome)

@@ -5,7 +5,7 @@ Kept free of heavy imports: the no-op refresh path needs these names but not jin
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 # Relative to --root. Generated config is ephemeral (/run): it is rebuilt at every boot.
 RUN_NETWORK_DIR = PurePosixPath("run/systemd/network")
@@ -37,3 +37,12 @@ def dropin(ifname: str, name: str) -> str:
 
 def is_generated(text: str) -> bool:
     return text.startswith(MARKER)
+
+
+def templates_dir() -> Path:
+    """The single templates/ directory: packaged next to the code, or the source tree's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "70-eni.network.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"templates directory not found near {here}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
@@ -13,19 +12,10 @@ from . import layout
 from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions
 
 
-def templates_dir() -> Path:
-    """The single templates/ directory: packaged next to the code, or the source tree's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "70-eni.network.j2").is_file():
-            return candidate
-    raise FileNotFoundError(f"templates directory not found near {here}")
-
-
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FileSystemLoader(str(layout.templates_dir())),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # networkd INI, not HTML; values are validated model objects
         trim_blocks=True,

@@ -16,7 +16,7 @@ from imds_mock import ImdsMock
 from instance_builder import example
 
 from ec2net import cli, imds, render  # noqa: F401 (loaded before pyfakefs starts, see below)
-from ec2net.render import templates_dir
+from ec2net.layout import templates_dir
 
 # ec2net imports requests and jinja2 lazily. Modules first imported while pyfakefs is active
 # are unloaded again when it stops, which leaves requests half re-imported in the next test

@@ -26,9 +26,13 @@ class Instance:
         self.root, self.mock, self.bindir = root, mock, bindir
         self.calls = bindir / "networkctl.calls"
 
-    def run(self, *args: str, check_code: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def run_env(self) -> dict[str, str]:
         env = dict(os.environ, PATH=f"{self.bindir}:{os.environ['PATH']}")
         env.pop("JOURNAL_STREAM", None)
+        return env
+
+    def run(self, *args: str, check_code: int | None = 0) -> subprocess.CompletedProcess[str]:
+        env = self.run_env()
         cmd = [sys.executable, "-m", "ec2net", "--root", str(self.root)]
         cmd += ["--imds-endpoint", self.mock.url, "--deadline", "5", *args]
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)

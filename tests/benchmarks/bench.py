@@ -300,7 +300,7 @@ class Bench:
                 sys.executable,
                 "-c",
                 "import ec2net, ec2net.render as r; print(ec2net.__file__);"
-                "print(r.templates_dir())",
+                "print(r.layout.templates_dir())",
             ],
             env=self.env,
             # As for every child: -c and -m put the working directory first on sys.path.

@@ -1,0 +1,109 @@
+"""The cheap paths of the periodic refresh: coalesced walks, the early exit before any heavy
+import, and skipping rendering when the validated metadata did not change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from test_cli import Instance, instance  # noqa: F401 (fixture)
+from test_setup_tree import SECONDARY, attach_dual_stack, golden
+
+from ec2net import walk
+
+
+def test_coalesced_refresh_walks_once_per_window(
+    ec2net: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attach_dual_stack(ec2net)
+    assert ec2net("setup", "--all").code == 0
+    clock = [1000.0]
+    monkeypatch.setattr(walk, "now", lambda: clock[0])
+    ec2net.mock.clear_log()
+
+    assert ec2net("refresh", "--coalesce", "eth0").code == 0
+    walked = ec2net.mock.count()
+    assert walked == 20, "the first timer walks both ENIs"
+    assert ec2net("refresh", "--coalesce", "eth1").code == 0
+    assert ec2net.mock.count() == walked, "eth1's timer is served by that walk"
+
+    key = f"network/interfaces/macs/{SECONDARY}/local-ipv4s"
+    ec2net.mock.set(key, ["10.0.2.41", "10.0.2.140", "10.0.2.77", "10.0.2.99"])
+    clock[0] += walk.WINDOW_SECONDS + 1
+    assert ec2net("refresh", "--coalesce", "eth1").code == 0
+    assert ec2net.mock.count() == 2 * walked
+    assert "Address=10.0.2.99/32" in ec2net.tree()["70-eth1.network.d/ec2net_alias.conf"]
+    assert ec2net.reloads == 2
+
+    # A refresh by hand is never skipped.
+    ec2net.mock.set(key, ["10.0.2.41"])
+    assert ec2net("refresh", "eth1").code == 0
+    assert "70-eth1.network.d/ec2net_alias.conf" not in ec2net.tree()
+
+
+def test_coalesced_walk_reports_only_its_own_interface(ec2net: Cli) -> None:
+    attach_dual_stack(ec2net)
+    assert ec2net("setup", "--all").code == 0
+    ec2net.mock.add_fault(
+        f"/latest/meta-data/network/interfaces/macs/{SECONDARY}/", status=500, count=None
+    )
+    run = ec2net("refresh", "--coalesce", "eth0")
+    assert run.code == 0, "eth0's unit is fine; eth1's error is logged"
+    assert "eth1: IMDS" in run.log
+    assert ec2net("refresh", "--coalesce", "eth1").code == 1, "eth1 was not covered: it walks"
+    assert ec2net.tree() == golden("dual-stack")
+    assert ec2net("refresh", "--coalesce", "eth0", "eth1").code == 2
+
+
+EARLY_EXIT = """
+import sys
+from ec2net import entry, walk
+walk.covered = lambda root, ifname: ifname == "eth1"
+sys.argv = ["ec2net", "refresh", "--coalesce", "eth1"]
+code = entry.main()
+heavy = [m for m in ("ec2net.cli", "argparse", "logging", "requests", "jinja2") if m in sys.modules]
+print(code, heavy)
+"""
+
+
+def test_timer_early_exit_imports_nothing_heavy() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", EARLY_EXIT], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "0 []"
+
+
+NOOP_REFRESH = """
+import sys
+from ec2net import cli
+code = cli.main(sys.argv[1:])
+print(code, "jinja2" in sys.modules)
+"""
+
+
+def test_unchanged_metadata_skips_rendering(instance: Instance) -> None:  # noqa: F811
+    instance.run("setup", "--all")
+
+    def refresh() -> str:
+        argv = ["--root", str(instance.root), "--imds-endpoint", instance.mock.url]
+        result = subprocess.run(
+            [sys.executable, "-c", NOOP_REFRESH, *argv, "refresh", "--all"],
+            capture_output=True,
+            text=True,
+            env=instance.run_env(),
+            check=True,
+        )
+        return result.stdout.strip()
+
+    assert refresh() == "0 False", "no jinja2 when nothing changed"
+    # Someone edits a generated file: the next refresh renders and restores it.
+    path = instance.netdir / "70-eth1.network.d/ec2net_alias.conf"
+    path.write_text(path.read_text().replace("10.0.2.77", "10.0.2.78"))
+    assert refresh() == "0 True"
+    assert (instance.netdir / "70-eth1.network.d/ec2net_alias.conf").read_text() == (
+        Path(__file__).parent / "golden/dual-stack/70-eth1.network.d/ec2net_alias.conf"
+    ).read_text()
+    assert instance.networkctl_calls() == ["reload", "reload"]
