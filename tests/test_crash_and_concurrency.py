@@ -115,6 +115,7 @@ def test_sigkill_at_random_points(dual_stack: Root, tmp_path: Path) -> None:
     duration = sorted(durations)[1]
     rng = random.Random(20261129)
     killed_mid_write = 0
+    hits: list[float] = []
     for run in range(KILL_RUNS):
         old, new = run % 2, (run + 1) % 2
         dual_stack.mock.set_snapshot(versions[old])
@@ -123,8 +124,14 @@ def test_sigkill_at_random_points(dual_stack: Root, tmp_path: Path) -> None:
         assert dual_stack.temp_files() == [], f"run {run}: temporary files left behind"
 
         dual_stack.mock.set_snapshot(versions[new])
-        # A quarter of the kills anywhere, the rest late in the run, where files are written.
-        delay = rng.uniform(0.0 if run % 4 == 0 else 0.6, 1.1) * duration
+        # A quarter of the kills anywhere; the rest late in the run, where files are written,
+        # and once kills have hit the write phase, around the delays that did.
+        if run % 4 == 0:
+            delay = rng.uniform(0.0, 1.1) * duration
+        elif hits and run % 4 != 1:
+            delay = rng.uniform(min(hits) - 0.02 * duration, max(hits) + 0.02 * duration)
+        else:
+            delay = rng.uniform(0.6, 1.1) * duration
         proc = dual_stack.start("setup", "--all")
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -137,6 +144,7 @@ def test_sigkill_at_random_points(dual_stack: Root, tmp_path: Path) -> None:
         assert set(tree) <= paths
         if tree not in (trees[old], trees[new]):
             killed_mid_write += 1
+            hits.append(delay)
     print(f"SIGKILL runs: {KILL_RUNS}; left a mix of old and new files: {killed_mid_write}")
     # The kills must really have hit the write phase, or the test proves nothing.
     assert killed_mid_write >= KILL_RUNS // 40, f"only {killed_mid_write} kills mid-write"
