@@ -11,12 +11,31 @@ import sys
 
 from . import walk
 
+# Global options that do not change the answer (each followed by its value), or flags.
+_VALUED = frozenset({"--root", "--imds-endpoint", "--deadline"})
+_FLAGS = frozenset({"--no-reload"})
+
+
+def _covered_by_last_walk(args: list[str]) -> bool:
+    """True for `[global options] refresh --coalesce IF` when the last walk covered IF."""
+    root = "/"
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        option = rest.pop(0)
+        if option in _FLAGS:
+            continue
+        if option not in _VALUED or not rest:
+            return False  # -v, --help, --opt=value, ...: the full CLI answers
+        value = rest.pop(0)
+        if option == "--root":
+            root = value
+    if len(rest) != 3 or rest[:2] != ["refresh", "--coalesce"] or rest[2].startswith("-"):
+        return False
+    return walk.covered(root, rest[2])
+
 
 def main() -> int:
-    args = sys.argv[1:]
-    # Only the exact form the timer uses; anything else means "the full CLI, please".
-    timer_form = len(args) == 3 and args[:2] == ["refresh", "--coalesce"]
-    if timer_form and not args[2].startswith("-") and walk.covered("/", args[2]):
+    if _covered_by_last_walk(sys.argv[1:]):
         return 0
     from .cli import main as cli_main
 

@@ -61,19 +61,36 @@ def test_coalesced_walk_reports_only_its_own_interface(ec2net: Cli) -> None:
 EARLY_EXIT = """
 import sys
 from ec2net import entry, walk
-walk.covered = lambda root, ifname: ifname == "eth1"
-sys.argv = ["ec2net", "refresh", "--coalesce", "eth1"]
+expected_root = sys.argv[1]
+walk.covered = lambda root, ifname: root == expected_root and ifname == "eth1"
+sys.argv = ["ec2net", *sys.argv[2:]]
 code = entry.main()
 heavy = [m for m in ("ec2net.cli", "argparse", "logging", "requests", "jinja2") if m in sys.modules]
 print(code, heavy)
 """
 
 
-def test_timer_early_exit_imports_nothing_heavy() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", EARLY_EXIT], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "0 []"
+@pytest.mark.parametrize(
+    ("argv", "root", "early"),
+    [
+        (["refresh", "--coalesce", "eth1"], "/", True),
+        (["--root", "/x", "--no-reload", "refresh", "--coalesce", "eth1"], "/x", True),
+        (["--imds-endpoint", "http://h", "refresh", "--coalesce", "eth1"], "/", True),
+        (["refresh", "--coalesce", "eth0"], "/", False),  # not covered
+        (["-v", "refresh", "--coalesce", "eth1"], "/", False),  # wants the log line
+        (["refresh", "eth1"], "/", False),  # by hand: never skipped
+        (["--root=/x", "refresh", "--coalesce", "eth1"], "/x", False),
+    ],
+)
+def test_timer_early_exit_imports_nothing_heavy(argv: list[str], root: str, early: bool) -> None:
+    """Whatever does not take the early exit reaches the full CLI (here: exit 2 or 1)."""
+    result = subprocess.run(
+        [sys.executable, "-c", EARLY_EXIT, root, *argv], capture_output=True, text=True
+    )
+    if early:
+        assert result.stdout.strip() == "0 []"
+    else:
+        assert "ec2net.cli" in result.stdout or result.returncode != 0
 
 
 NOOP_REFRESH = """
