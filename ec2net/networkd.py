@@ -43,15 +43,7 @@ def reload() -> None:
 
 def network_file(root: Path, ifname: str) -> str | None:
     """The .network file networkd applies to the link, as its state file records it."""
-    try:
-        ifindex = int((root / sysfs.SYS_CLASS_NET / ifname / "ifindex").read_text("ascii"))
-        text = (root / LINK_STATE_DIR / str(ifindex)).read_text("utf-8")
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    for line in text.splitlines():
-        if line.startswith("NETWORK_FILE="):
-            return line.partition("=")[2].strip() or None
-    return None
+    return sysfs.link_record(root, ifname, LINK_STATE_DIR, "", "NETWORK_FILE")
 
 
 def shadowing_file(root: Path, ifname: str) -> str | None:

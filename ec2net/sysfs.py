@@ -62,17 +62,25 @@ UDEV_DATA = "run/udev/data"
 NETWORKD_MANAGER = "io.systemd.Network"
 
 
-def managed_by(root: Path, name: str) -> str | None:
-    """ID_NET_MANAGED_BY from udev's database for this link, if udev set one."""
+def link_record(root: Path, name: str, directory: str, prefix: str, key: str) -> str | None:
+    """`key`'s value in a per-link state file `directory/<prefix><ifindex>` (KEY=value lines).
+
+    udev's database and networkd's link state are both kept that way, by interface index.
+    """
     try:
-        ifindex = (root / SYS_CLASS_NET / name / "ifindex").read_text(encoding="ascii").strip()
-        text = (root / UDEV_DATA / f"n{int(ifindex)}").read_text(encoding="utf-8")
+        ifindex = int((root / SYS_CLASS_NET / name / "ifindex").read_text(encoding="ascii"))
+        text = (root / directory / f"{prefix}{ifindex}").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     for line in text.splitlines():
-        if line.startswith("E:ID_NET_MANAGED_BY="):
+        if line.startswith(key + "="):
             return line.partition("=")[2].strip() or None
     return None
+
+
+def managed_by(root: Path, name: str) -> str | None:
+    """ID_NET_MANAGED_BY from udev's database for this link, if udev set one."""
+    return link_record(root, name, UDEV_DATA, "n", "E:ID_NET_MANAGED_BY")
 
 
 def link_exists(root: Path, name: str) -> bool:
