@@ -196,8 +196,9 @@ def setup(opts: Options, names: list[str] | None) -> int:
 
 
 def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
-    for path in apply.remove_stale_temp_files(opts.netdir):
-        log.info("removed %s left behind by an interrupted run", path)
+    for directory in (opts.netdir, opts.root / state.STATE_DIR):
+        for path in apply.remove_stale_temp_files(directory):
+            log.info("removed %s left behind by an interrupted run", path)
     links = _select_links(opts, names, outcome)
     vanished = _vanished(opts) if names is None else []
     try:
@@ -236,15 +237,22 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
     ifname = sysfs.check_ifname(names[0])
     try:
         with interface_locks(opts.root, [WALK_LOCK], opts.deadline + LOCK_MARGIN):
-            if walk.covered(str(opts.root), ifname):
-                log.debug("%s: refreshed by a walk of all ENIs less than a minute ago", ifname)
-                return EXIT_OK
+            code = walk.covered(str(opts.root), ifname)
+            if code is not None:
+                log.log(
+                    logging.ERROR if code else logging.DEBUG,
+                    "%s: covered by a walk of all ENIs less than a minute ago%s",
+                    ifname,
+                    " that failed for it" if code else "",
+                )
+                return code
             started = walk.now()
             present = {link.name for link in sysfs.list_links(opts.root)}
             ours = apply.generated_interfaces(opts.netdir) & present
             targets = sorted(ours | {ifname})
             _setup(opts, targets, outcome)
-            walk.record(str(opts.root), started, set(targets) - set(outcome.failed))
+            failed = set(targets) & set(outcome.failed)
+            walk.record(str(opts.root), started, set(targets) - failed, failed)
     except LockTimeout as exc:
         outcome.fail(ifname, exc)
     _finish(opts, outcome)

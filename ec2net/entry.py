@@ -16,8 +16,9 @@ _VALUED = frozenset({"--root", "--imds-endpoint", "--deadline"})
 _FLAGS = frozenset({"--no-reload"})
 
 
-def _covered_by_last_walk(args: list[str]) -> bool:
-    """True for `[global options] refresh --coalesce IF` when the last walk covered IF."""
+def _covered_by_last_walk(args: list[str]) -> int | None:
+    """For `[global options] refresh --coalesce IF`: the outcome of a recent walk that covered
+    IF (0 or 1), else None."""
     root = "/"
     rest = list(args)
     while rest and rest[0].startswith("-"):
@@ -25,18 +26,25 @@ def _covered_by_last_walk(args: list[str]) -> bool:
         if option in _FLAGS:
             continue
         if option not in _VALUED or not rest:
-            return False  # -v, --help, --opt=value, ...: the full CLI answers
+            return None  # -v, --help, --opt=value, ...: the full CLI answers
         value = rest.pop(0)
         if option == "--root":
             root = value
     if len(rest) != 3 or rest[:2] != ["refresh", "--coalesce"] or rest[2].startswith("-"):
-        return False
-    return walk.covered(root, rest[2])
+        return None
+    code = walk.covered(root, rest[2])
+    if code:
+        sys.stderr.write(
+            f"<3>ec2net: {rest[2]}: the refresh walk of all ENIs failed for it less than a "
+            "minute ago (see that run's log); not asking IMDS again yet\n"
+        )
+    return code
 
 
 def main() -> int:
-    if _covered_by_last_walk(sys.argv[1:]):
-        return 0
+    code = _covered_by_last_walk(sys.argv[1:])
+    if code is not None:
+        return code
     from .cli import main as cli_main
 
     return cli_main()

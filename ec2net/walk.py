@@ -23,21 +23,32 @@ def now() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def covered(root: str, ifname: str, window: float = WINDOW_SECONDS) -> bool:
-    """True if a walk that started less than `window` seconds ago refreshed `ifname`."""
+# Marks an interface the walk could not refresh: its timers within the window report the
+# failure at once instead of asking a failing IMDS again (16 ENIs must not mean 16 walks).
+FAILED = "!"
+
+
+def covered(root: str, ifname: str, window: float = WINDOW_SECONDS) -> int | None:
+    """Exit code of a walk that started less than `window` seconds ago and covered `ifname`
+    (0 refreshed, 1 failed), or None when no recent walk covered it."""
     try:
         with open(os.path.join(root, WALK_FILE), encoding="utf-8") as handle:
             started, *names = handle.read().split("\n")
         age = now() - float(started)
     except (OSError, ValueError):
-        return False
-    return 0 <= age < window and ifname in names
+        return None
+    if not 0 <= age < window:
+        return None
+    if ifname in names:
+        return 0
+    return 1 if FAILED + ifname in names else None
 
 
-def record(root: str, started: float, names: Iterable[str]) -> None:
-    """Remember a walk that started at `started` (see `now`) and refreshed `names`."""
+def record(root: str, started: float, refreshed: Iterable[str], failed: Iterable[str]) -> None:
+    """Remember a walk that started at `started` (see `now`) and its outcome per interface."""
     path = os.path.join(root, WALK_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
+    lines = [repr(started), *sorted(refreshed), *sorted(FAILED + name for name in failed)]
     with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join([repr(started), *sorted(names)]))
+        handle.write("\n".join(lines))
     os.replace(tmp, path)

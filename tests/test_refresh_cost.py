@@ -53,7 +53,11 @@ def test_coalesced_walk_reports_only_its_own_interface(ec2net: Cli) -> None:
     run = ec2net("refresh", "--coalesce", "eth0")
     assert run.code == 0, "eth0's unit is fine; eth1's error is logged"
     assert "eth1: IMDS" in run.log
-    assert ec2net("refresh", "--coalesce", "eth1").code == 1, "eth1 was not covered: it walks"
+    requests = ec2net.mock.count()
+    run = ec2net("refresh", "--coalesce", "eth1")
+    assert run.code == 1, "eth1's unit reports the failure of that walk"
+    assert "eth1: covered by a walk of all ENIs less than a minute ago that failed" in run.log
+    assert ec2net.mock.count() == requests, "without asking the failing IMDS again"
     assert ec2net.tree() == golden("dual-stack")
     assert ec2net("refresh", "--coalesce", "eth0", "eth1").code == 2
 
@@ -62,7 +66,8 @@ EARLY_EXIT = """
 import sys
 from ec2net import entry, walk
 expected_root = sys.argv[1]
-walk.covered = lambda root, ifname: root == expected_root and ifname == "eth1"
+codes = {"eth1": 0, "eth2": 1}
+walk.covered = lambda root, ifname: codes.get(ifname) if root == expected_root else None
 sys.argv = ["ec2net", *sys.argv[2:]]
 code = entry.main()
 heavy = [m for m in ("ec2net.cli", "argparse", "logging", "requests", "jinja2") if m in sys.modules]
@@ -77,17 +82,23 @@ print(code, heavy)
         (["--root", "/x", "--no-reload", "refresh", "--coalesce", "eth1"], "/x", True),
         (["--imds-endpoint", "http://h", "refresh", "--coalesce", "eth1"], "/", True),
         (["refresh", "--coalesce", "eth0"], "/", False),  # not covered
+        (["refresh", "--coalesce", "eth2"], "/", "failed"),  # covered by a failed walk
         (["-v", "refresh", "--coalesce", "eth1"], "/", False),  # wants the log line
         (["refresh", "eth1"], "/", False),  # by hand: never skipped
         (["--root=/x", "refresh", "--coalesce", "eth1"], "/x", False),
     ],
 )
-def test_timer_early_exit_imports_nothing_heavy(argv: list[str], root: str, early: bool) -> None:
+def test_timer_early_exit_imports_nothing_heavy(
+    argv: list[str], root: str, early: bool | str
+) -> None:
     """Whatever does not take the early exit reaches the full CLI (here: exit 2 or 1)."""
     result = subprocess.run(
         [sys.executable, "-c", EARLY_EXIT, root, *argv], capture_output=True, text=True
     )
-    if early:
+    if early == "failed":
+        assert result.stdout.strip() == "1 []"
+        assert "eth2: the refresh walk of all ENIs failed for it" in result.stderr
+    elif early:
         assert result.stdout.strip() == "0 []"
     else:
         assert "ec2net.cli" in result.stdout or result.returncode != 0
