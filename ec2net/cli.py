@@ -112,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd.add_argument("interfaces", nargs="*", metavar="IF")
 
+    cmd = sub.add_parser(
+        "check",
+        help="self-test: compare IMDS, our files, networkd and the kernel for each ENI",
+        description="For every ENI (or the named interfaces), compare what IMDS says with the "
+        "generated files, the .network file networkd applies, and the kernel's addresses, "
+        "policy rules and routes. Exit 0 when everything holds, 1 otherwise.",
+    )
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd.add_argument("interfaces", nargs="*", metavar="IF")
+
     sub.add_parser("examples", help="list the bundled example instances")
     return parser
 
@@ -135,6 +145,8 @@ def run(args: argparse.Namespace, opts: commands.Options) -> int:
         return commands.remove(opts, args.interfaces, only_if_gone=args.if_gone)
     if args.command == "show":
         return commands.show(opts, args.interfaces or None, args.json, print)
+    if args.command == "check":
+        return commands.check(opts, args.interfaces or None, args.json, print)
     if args.command == "examples":
         for name in list_examples():
             print(name)

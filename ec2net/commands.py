@@ -463,3 +463,70 @@ def _format_entry(entry: Mapping[str, Any]) -> str:
     if entry["shadowed_by"]:
         lines.append(f"  WARNING: shadowed by {entry['shadowed_by']}")
     return "\n".join(lines)
+
+
+def check(
+    opts: Options, names: list[str] | None, as_json: bool, echo: Callable[[str], None]
+) -> int:
+    """Compare IMDS, our files, networkd and the kernel for each ENI; exit 1 on any problem."""
+    from . import check as checks
+
+    outcome = Outcome(routine=True)
+    links = _select_links(opts, names, outcome)
+    findings = [checks.Finding(name, "metadata", "no such interface") for name in outcome.failed]
+    present = {link.name for link in sysfs.list_links(opts.root)}
+    for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
+        findings.append(checks.Finding(ifname, "stale-file", "files for a link that is gone"))
+    managed = []
+    for link in links:
+        reason = _unmanaged_reason(opts, link)
+        if reason is None:
+            managed.append(link)
+        else:
+            findings.append(checks.Finding(link.name, "left-alone", reason, "info"))
+            if apply.generated_files(opts.netdir, link.name):
+                findings.append(checks.Finding(link.name, "stale-file", "left alone, has files"))
+    results: Mapping[str, object] = {}
+    primary_mac = ""
+    if managed:
+        source = opts.open_source()
+        try:
+            primary_mac = read_primary_mac(source)
+            results = read_enis(source, [link.mac for link in managed], primary_mac)
+        except Ec2NetError as exc:
+            findings += [checks.Finding(link.name, "metadata", str(exc)) for link in managed]
+    try:
+        rules = checks.kernel_rules()
+    except (Ec2NetError, ValueError) as exc:
+        rules = {}
+        findings.append(checks.Finding("*", "not-checked", f"kernel state: {exc}"))
+    options = opts.render_options
+    for link in managed:
+        eni = results.get(link.mac)
+        if not isinstance(eni, Eni):
+            if eni is not None:
+                findings.append(checks.Finding(link.name, "metadata", str(eni)))
+            continue
+        if not eni.has_addresses:
+            findings.append(checks.Finding(link.name, "left-alone", "no IP addresses", "info"))
+            continue
+        primary = link.mac == primary_mac
+        findings += checks.check_files(opts.netdir, link.name, eni, primary, options)
+        findings += checks.check_networkd(opts.root, link.name)
+        if rules:
+            try:
+                findings += checks.check_kernel(link.name, eni, primary, options, rules)
+            except (Ec2NetError, ValueError) as exc:
+                findings.append(checks.Finding(link.name, "not-checked", str(exc)))
+    checked = [link.name for link in links]
+    failed = any(f.severity == "error" for f in findings)
+    if as_json:
+        report = {
+            "ok": not failed,
+            "interfaces": checked,
+            "findings": [f.as_dict() for f in findings],
+        }
+        echo(json.dumps(report, indent=2))
+    else:
+        echo(checks.render_findings(findings, checked))
+    return EXIT_FAILED if failed else EXIT_OK

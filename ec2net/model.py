@@ -117,6 +117,21 @@ class RenderOptions:
 DEFAULT_RENDER_OPTIONS = RenderOptions()
 
 
+def policy_sources(eni: Eni, options: RenderOptions, version: int) -> list[str]:
+    """Sources (address/len) of the ENI's policy rules for IP `version`, sorted by value."""
+    if version == 4:
+        managed = options.manage_secondary_ips
+        addresses: tuple[IPAddress, ...] = eni.local_ipv4s if managed else eni.local_ipv4s[:1]
+        prefixes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+            eni.ipv4_prefixes if managed else ()
+        )
+    else:
+        addresses = eni.ipv6s
+        prefixes = eni.ipv6_prefixes if options.manage_secondary_ips else ()
+    networks = {ipaddress.ip_network(a) for a in addresses} | set(prefixes)
+    return [str(n) for n in sorted(networks, key=lambda n: (n.version, n))]
+
+
 @dataclass(frozen=True)
 class Instance:
     """The instance: which MAC is the primary ENI, and the ENIs that validated."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
 from functools import cache
 
 import jinja2
 
 from . import layout
-from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions
+from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions, policy_sources
 
 
 @cache
@@ -33,14 +31,6 @@ def _header(ifname: str, eni: Eni, primary: bool) -> str:
         "# Do not edit: rewritten on every run and gone at reboot. To override, create a file\n"
         "# of the same name under /etc/systemd/network/ (see ec2net(8))."
     )
-
-
-def _sources(
-    addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
-) -> list[str]:
-    networks = {ipaddress.ip_network(a) for a in addresses} | set(prefixes)
-    return [str(n) for n in sorted(networks)]
 
 
 def _tidy(text: str) -> str:
@@ -74,13 +64,8 @@ def render_eni(
     if not primary:
         # The primary ENI gets no policy rules: its traffic uses the main table, and rules on
         # it broke docker bridge networking with the original tool.
-        if options.manage_secondary_ips:
-            v4 = _sources(eni.local_ipv4s, eni.ipv4_prefixes)
-            v6 = _sources(eni.ipv6s, eni.ipv6_prefixes)
-        else:
-            v4 = _sources(eni.local_ipv4s[:1], ())
-            v6 = _sources(eni.ipv6s, ())
-        for dropin, sources in ((layout.DROPIN_POLICY_4, v4), (layout.DROPIN_POLICY_6, v6)):
+        for dropin, version in ((layout.DROPIN_POLICY_4, 4), (layout.DROPIN_POLICY_6, 6)):
+            sources = policy_sources(eni, options, version)
             if sources:
                 files[layout.dropin(ifname, dropin)] = text(
                     "ec2net_policy.conf.j2", sources=sources
