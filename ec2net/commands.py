@@ -261,7 +261,23 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
     return EXIT_FAILED if own & set(outcome.failed) else EXIT_OK
 
 
+def _altnames(
+    opts: Options, ifname: str, eni: Eni, outcome: Outcome, taken: dict[str, str]
+) -> None:
+    if not opts.config.altnames or opts.root != Path("/"):
+        return  # a --root tree has no kernel links to name
+    from . import altnames
+
+    try:
+        if not taken:
+            taken.update(altnames.holders())
+        altnames.ensure(ifname, altnames.wanted(eni), taken)
+    except Ec2NetError as exc:
+        log.warning("%s: %s", ifname, exc)
+
+
 def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
+    taken: dict[str, str] = {}  # names in use, read once per run when first needed
     managed = []
     for link in links:
         reason = _unmanaged_reason(opts, link)
@@ -289,7 +305,7 @@ def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> No
             _leave_alone(opts, link.name, f"Unmanaged={entry} in the configuration", outcome)
             continue
         primary = link.mac == primary_mac
-        _configure(
+        changes = _configure(
             opts.netdir,
             link.name,
             result,
@@ -298,6 +314,9 @@ def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> No
             opts.render_options,
             state_root=opts.root,
         )
+        # Names are given at setup (boot, hotplug); a refresh only when something changed.
+        if changes is not None and (changes.changed or not outcome.routine):
+            _altnames(opts, link.name, result, outcome, taken)
         shadow = networkd.shadowing_file(opts.root, link.name)
         if shadow is not None:
             log.warning(

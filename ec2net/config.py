@@ -56,6 +56,7 @@ class Config:
     manage_secondary_ips: bool = True
     mtu: int | None = None
     refresh: bool = True
+    altnames: bool = True
     imds_endpoint: str | None = None
     deadline: float | None = None
     connect_timeout: float = 1.0
@@ -122,6 +123,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
         "ManageSecondaryIPs": ("manage_secondary_ips", _bool),
         "MTU": ("mtu", _mtu),
         "Refresh": ("refresh", _bool),
+        "AlternativeNames": ("altnames", _bool),
     },
     "IMDS": {
         "Endpoint": ("imds_endpoint", _endpoint),

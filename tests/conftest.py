@@ -117,5 +117,10 @@ def fake_root(fs: Any) -> Path:
 
 @pytest.fixture
 def ec2net(mock: ImdsMock, fake_root: Path, caplog: pytest.LogCaptureFixture) -> Cli:
+    # The fake root is "/": alternative names would be given to the real host's links.
+    # They are tested in the namespace lab instead.
+    dropin = fake_root / "etc/ec2-net-utils.conf.d/00-tests.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Interfaces]\nAlternativeNames=no\n")
     # A short deadline keeps failure cases quick; healthy runs finish far below it.
     return Cli(mock=mock, root=fake_root, caplog=caplog, extra=["--deadline", "3"])

@@ -175,7 +175,7 @@ def test_fault(ec2net: Cli, case: Fault, phase: str) -> None:
     if case.extra_link:
         add_link(ec2net.root, "eth2", "0e:00:00:00:00:99")
     conf = ec2net.root / "etc/ec2-net-utils.conf"
-    conf.parent.mkdir(parents=True)
+    conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(CONFIG)
     ec2net.extra = ["--deadline", str(DEADLINE)]
     if phase == "refresh":

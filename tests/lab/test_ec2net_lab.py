@@ -232,3 +232,31 @@ def test_check_healthy_and_broken(lab: Lab, capsys: pytest.CaptureFixture[str]) 
     with capsys.disabled():
         print(f"\n--- ec2net check, healthy ---\n{healthy.stdout}")
         print(f"--- ec2net check, broken ---\n{broken.stdout}")
+
+
+def altnames(lab: Lab, dev: str) -> list[str]:
+    names: list[str] = lab.ip_json("link", "show", "dev", dev)[0].get("altnames", [])
+    return names
+
+
+def test_alternative_names(lab: Lab) -> None:
+    attach(lab, "eth0", ETH0)
+    attach(lab, "eth1", ETH1)
+    # Another link already holds eth1's device-number name: it must not be taken from it.
+    lab.inst(["ip", "link", "property", "add", "dev", "eth0", "altname", "device-number-1.0"])
+    stderr = ec2net(lab, "setup", "eth0", "eth1")
+    assert altnames(lab, "eth1") == [str(ETH1["interface-id"])]
+    assert sorted(altnames(lab, "eth0")) == sorted(
+        ["device-number-1.0", str(ETH0["interface-id"]), "device-number-0.0"]
+    )
+    assert "eth1: alternative name device-number-1.0 is held by eth0; not taking it" in stderr
+    assert "eth0: alternative name device-number-0.0" not in stderr
+    # Idempotent: a second setup adds nothing and fails nothing.
+    lab.inst(["ip", "link", "property", "del", "dev", "eth0", "altname", "device-number-1.0"])
+    stderr = ec2net(lab, "setup", "eth0", "eth1")
+    assert "added alternative name device-number-1.0" in stderr
+    assert sorted(altnames(lab, "eth1")) == sorted([str(ETH1["interface-id"]), "device-number-1.0"])
+    assert "added alternative name" not in ec2net(lab, "setup", "eth0", "eth1")
+    assert lab.inst(["ip", "-brief", "addr", "show", "dev", "device-number-1.0"]).stdout.startswith(
+        "eth1"
+    )
