@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd.add_argument("interfaces", nargs="*", metavar="IF")
 
+    sub.add_parser(
+        "set-hostname",
+        help="set the hostname from IMDS local-hostname unless a static hostname is configured",
+    )
     sub.add_parser("examples", help="list the bundled example instances")
     return parser
 
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace, opts: commands.Options) -> int:
         return commands.show(opts, args.interfaces or None, args.json, print)
     if args.command == "check":
         return commands.check(opts, args.interfaces or None, args.json, print)
+    if args.command == "set-hostname":
+        return commands.set_hostname(opts)
     if args.command == "examples":
         for name in list_examples():
             print(name)

@@ -549,3 +549,22 @@ def check(
     else:
         echo(checks.render_findings(findings, checked))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def set_hostname(opts: Options, setter: Callable[[str], None] | None = None) -> int:
+    """The hostname from IMDS local-hostname, unless a static hostname is configured."""
+    from . import hostname
+
+    if not opts.config.set_hostname:
+        log.debug("setting the hostname is switched off in the configuration")
+        return EXIT_OK
+    try:
+        hostname.apply(
+            opts.root,
+            lambda: opts.open_source().get("local-hostname"),
+            setter=setter or hostname.set_transient,
+        )
+    except (Ec2NetError, OSError) as exc:
+        log.error("set-hostname: %s", exc)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -52,6 +52,7 @@ class Unmanaged:
 @dataclass(frozen=True)
 class Config:
     enable: bool | None = None  # None = auto-detect (read by the generator)
+    set_hostname: bool = True
     unmanaged: Unmanaged = Unmanaged()
     manage_secondary_ips: bool = True
     mtu: int | None = None
@@ -117,7 +118,7 @@ def _unmanaged(value: str) -> Unmanaged:
 
 # section -> key -> (Config field, parser)
 _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
-    "Main": {"Enable": ("enable", _auto_bool)},
+    "Main": {"Enable": ("enable", _auto_bool), "SetHostname": ("set_hostname", _bool)},
     "Interfaces": {
         "Unmanaged": ("unmanaged", _unmanaged),
         "ManageSecondaryIPs": ("manage_secondary_ips", _bool),

@@ -126,6 +126,18 @@ def test_switching_off_removes_the_flag_on_daemon_reload(gen: types.ModuleType) 
     assert not os.path.lexists(WANTS)
 
 
+def test_hostname_unit_unless_switched_off(gen: types.ModuleType) -> None:
+    write("/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
+    run(gen)
+    hostname = WANTS.replace("ec2-net-utils.service", "ec2-net-utils-hostname.service")
+    assert os.readlink(hostname) == f"{UNIT_DIR}/ec2-net-utils-hostname.service"
+    os.unlink(hostname)
+    os.unlink(WANTS)
+    write("/etc/ec2-net-utils.conf", "[Main]\nSetHostname=no\n")
+    run(gen)
+    assert active() and not os.path.lexists(hostname)
+
+
 def test_broken_config_is_ignored(
     gen: types.ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,6 +21,7 @@ UNITS = [
     "ec2-net-utils@.service",
     "ec2-net-utils-refresh@.service",
     "ec2-net-utils-refresh@.timer",
+    "ec2-net-utils-hostname.service",
 ]
 # Everything but the Python package, whose files are checked against the repository below.
 SYSTEM_FILES = [
@@ -120,9 +121,11 @@ def test_systemd_analyze_verify(prefix: Path, tmp_path: Path) -> None:
         shutil.copy(unitdir / template, tmp_path / template)
         link.symlink_to(template)
         instances.append(str(link))
-    shutil.copy(unitdir / "ec2-net-utils.service", tmp_path)
+    plain = ["ec2-net-utils.service", "ec2-net-utils-hostname.service"]
+    for unit in plain:
+        shutil.copy(unitdir / unit, tmp_path)
     # Man pages are checked once they exist; everything else must produce no warning at all.
-    cmd = ["systemd-analyze", "verify", "--man=no", str(tmp_path / "ec2-net-utils.service")]
+    cmd = ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / u) for u in plain)]
     result = subprocess.run([*cmd, *instances], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
