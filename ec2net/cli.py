@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text)
         target = cmd.add_mutually_exclusive_group(required=True)
         target.add_argument("--all", action="store_true", help="every ENI found in sysfs")
-        target.add_argument("interfaces", nargs="*", default=[], metavar="IF")
+        target.add_argument(
+            "interfaces", nargs="*", default=[], metavar="IF", help="interfaces, by name"
+        )
         if name == "refresh":
             cmd.add_argument(
                 "--coalesce",
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only for interfaces that no longer exist (the unit's stop action: a stop at "
         "shutdown or by hand keeps the config)",
     )
-    cmd.add_argument("interfaces", nargs="+", metavar="IF")
+    cmd.add_argument("interfaces", nargs="+", metavar="IF", help="interfaces, by name")
 
     cmd = sub.add_parser(
         "render",
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = sub.add_parser("show", help="what IMDS says per ENI and which files we generated")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd.add_argument("interfaces", nargs="*", metavar="IF")
+    cmd.add_argument("interfaces", nargs="*", metavar="IF", help="interfaces (default: all ENIs)")
 
     cmd = sub.add_parser(
         "check",
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "policy rules and routes. Exit 0 when everything holds, 1 otherwise.",
     )
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd.add_argument("interfaces", nargs="*", metavar="IF")
+    cmd.add_argument("interfaces", nargs="*", metavar="IF", help="interfaces (default: all ENIs)")
 
     sub.add_parser(
         "set-hostname",
