@@ -46,7 +46,7 @@ def _options(parser: argparse.ArgumentParser) -> list[dict[str, str]]:
         if action.option_strings:
             names = ", ".join(action.option_strings)
             if action.nargs != 0:
-                names += " " + (action.metavar or action.dest.upper())
+                names += " " + str(action.metavar or action.dest.upper())
         else:
             names = str(action.metavar or action.dest)
         out.append({"synopsis": names, "help": (action.help or "") % {"prog": "ec2net"}})
