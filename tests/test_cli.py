@@ -202,3 +202,23 @@ def test_render_real_world_fixture(tmp_path: Path) -> None:
         "Destination=" + data["values"]["mac-subnet-ipv4-cidr-block"]
         in files["70-eth0.network.d/eni.conf"]
     )
+
+
+def test_journal_priorities_and_verbose_requests(instance: Instance) -> None:
+    env = dict(instance.run_env(), JOURNAL_STREAM="8:12345")
+    base = [sys.executable, "-m", "ec2net", "--root", str(instance.root)]
+    base += ["--imds-endpoint", instance.mock.url]
+    result = subprocess.run([*base, "setup", "--all"], capture_output=True, text=True, env=env)
+    lines = result.stderr.splitlines()
+    assert "<6>eth1: wrote 70-eth1.network" in lines, "info lines carry priority 6"
+    quiet = subprocess.run([*base, "refresh", "--all"], capture_output=True, text=True, env=env)
+    assert quiet.stderr == "", "a no-op refresh logs nothing at the default level"
+    verbose = subprocess.run(
+        [*base, "-v", "refresh", "eth1"], capture_output=True, text=True, env=env
+    )
+    assert any(line.startswith("<7>GET http://127.0.0.1:") for line in verbose.stderr.split("\n"))
+    assert "<7>eth1: metadata unchanged since the files were written" in verbose.stderr
+    failed = subprocess.run(
+        [*base, "--deadline", "1", "setup", "eth9"], capture_output=True, text=True, env=env
+    )
+    assert "<3>eth9: no such interface" in failed.stderr
