@@ -7,6 +7,7 @@ process, so a unit using this never hangs a boot or piles up behind a dead metad
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,14 @@ MIN_ATTEMPT_SECONDS = 0.2
 
 
 class DeadlineRetry(Retry):
-    """urllib3 Retry whose back-offs and Retry-After waits never pass an absolute deadline."""
+    """urllib3 Retry whose back-offs and Retry-After waits never pass an absolute deadline.
+
+    The back-off cap and jitter are applied here rather than through Retry's `backoff_max`
+    and `backoff_jitter` arguments, which urllib3 1.26 (Debian 12, Amazon Linux 2023) lacks.
+    """
+
+    BACKOFF_CAP = 2.0
+    BACKOFF_JITTER = 0.2
 
     def __init__(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,7 +56,10 @@ class DeadlineRetry(Retry):
         return super().is_exhausted() or self._remaining() <= 0
 
     def get_backoff_time(self) -> float:
-        return max(0.0, min(super().get_backoff_time(), self._remaining()))
+        backoff = super().get_backoff_time()
+        if backoff > 0:
+            backoff = min(backoff, self.BACKOFF_CAP) + random.uniform(0, self.BACKOFF_JITTER)
+        return max(0.0, min(backoff, self._remaining()))
 
     def get_retry_after(self, response: Any) -> float | None:
         retry_after = super().get_retry_after(response)
@@ -93,8 +104,6 @@ class ImdsClient:
             allowed_methods=frozenset({"GET", "PUT"}),
             status_forcelist=RETRY_STATUSES,
             backoff_factor=0.1,
-            backoff_max=2.0,
-            backoff_jitter=0.2,
             respect_retry_after_header=True,
             raise_on_status=False,
             deadline=self._deadline_at,

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: python3-venv for the virtual environment; git for the install-list check;
 # pkg-config, systemd and udev for meson's directories, `systemd-analyze verify` and
 # `udevadm test`; iproute2, dnsmasq-base and dbus for the network-namespace lab.
-DEB_PACKAGES=(python3-venv git pkg-config systemd udev iproute2 dnsmasq-base dbus man-db)
+DEB_PACKAGES=(python3-venv git pkg-config systemd udev iproute2 dnsmasq-base dbus man-db build-essential debhelper dh-python meson ninja-build python3-all python3-jinja2 rpm debootstrap lintian shellcheck)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -32,4 +32,14 @@ fi
 "$VENV/bin/ruff" check ec2net tests
 "$VENV/bin/ruff" format --check ec2net tests
 "$VENV/bin/mypy" ec2net
-exec "$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest "$@"
+
+# Debian 12 and Amazon Linux 2023 ship urllib3 1.26: the IMDS client and the fault matrix
+# run once more against it (skipped when pytest arguments select something else).
+if [[ $# -eq 0 ]]; then
+    OLD=${EC2NET_TEST_VENV_URLLIB3_1:-.venv-urllib3-1}
+    [[ -x "$OLD/bin/python" ]] || python3 -m venv "$OLD"
+    "$OLD/bin/python" -m pip install -q 'urllib3<2' requests jinja2 pytest pyfakefs
+    PYTHONPATH=. "$OLD/bin/python" -m pytest -q -p no:cacheprovider \
+        tests/test_imds_client.py tests/test_faults.py
+fi

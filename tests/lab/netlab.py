@@ -526,7 +526,9 @@ class Lab:
         _run([*ip, "addr", "add", f"{REMOTE_PEER}/32", "dev", "lo"])
         _run([*ip, "addr", "add", f"{IMDS_ADDRESS}/32", "dev", "lo"])
         bridge = ["type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"]
-        _run([*ip, "link", "add", "br0", *bridge])
+        # A fixed MAC: a bridge takes the lowest port MAC otherwise, and a hot-added port would
+        # change the gateway's MAC under the instance's neighbour cache (IMDS unreachable).
+        _run([*ip, "link", "add", "br0", "address", "02:00:00:00:01:01", *bridge])
         _run([*ip, "addr", "add", f"{VPC_GATEWAY}/{VPC_PREFIXLEN}", "dev", "br0"])
         if self.ipv6:
             _run([*ip, "addr", "add", f"{VPC_GATEWAY6}/64", "dev", "br0", "nodad"])
