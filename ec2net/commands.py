@@ -276,33 +276,54 @@ def _altnames(
         log.warning("%s: %s", ifname, exc)
 
 
-def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
-    taken: dict[str, str] = {}  # names in use, read once per run when first needed
+@dataclass
+class Survey:
+    """Which links are ours, which are left alone and why, and what IMDS says about ours."""
+
+    enis: list[tuple[sysfs.Link, Eni | Ec2NetError]] = field(default_factory=list)
+    left_alone: list[tuple[sysfs.Link, str]] = field(default_factory=list)
+    primary_mac: str = ""
+
+
+def _survey(opts: Options, links: list[sysfs.Link]) -> Survey:
+    survey = Survey()
     managed = []
     for link in links:
         reason = _unmanaged_reason(opts, link)
         if reason is None:
             managed.append(link)
         else:
-            _leave_alone(opts, link.name, reason, outcome)
+            survey.left_alone.append((link, reason))
     if not managed:
-        return
+        return survey
     source = opts.open_source()
     try:
-        primary_mac = read_primary_mac(source)
-        results = read_enis(source, [link.mac for link in managed], primary_mac)
+        survey.primary_mac = read_primary_mac(source)
+        results = read_enis(source, [link.mac for link in managed], survey.primary_mac)
     except Ec2NetError as exc:
-        for link in managed:
-            outcome.fail(link.name, exc)
-        return
+        survey.enis = [(link, exc) for link in managed]
+        return survey
     for link in managed:
         result = results[link.mac]
+        if isinstance(result, Eni):
+            # An ENI id in Unmanaged= can only be matched once IMDS has named the ENI.
+            entry = opts.config.unmanaged.matches(link.name, link.mac, result.interface_id)
+            if entry is not None:
+                survey.left_alone.append((link, f"Unmanaged={entry} in the configuration"))
+                continue
+        survey.enis.append((link, result))
+    return survey
+
+
+def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
+    taken: dict[str, str] = {}  # names in use, read once per run when first needed
+    survey = _survey(opts, links)
+    for link, reason in survey.left_alone:
+        _leave_alone(opts, link.name, reason, outcome)
+    primary_mac = survey.primary_mac
+    for link, result in survey.enis:
         if isinstance(result, Ec2NetError):
             outcome.fail(link.name, result)
-            continue
-        entry = opts.config.unmanaged.matches(link.name, link.mac, result.interface_id)
-        if entry is not None:
-            _leave_alone(opts, link.name, f"Unmanaged={entry} in the configuration", outcome)
             continue
         primary = link.mac == primary_mac
         changes = _configure(
@@ -496,40 +517,25 @@ def check(
     present = {link.name for link in sysfs.list_links(opts.root)}
     for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
         findings.append(checks.Finding(ifname, "stale-file", "files for a link that is gone"))
-    managed = []
-    for link in links:
-        reason = _unmanaged_reason(opts, link)
-        if reason is None:
-            managed.append(link)
-        else:
-            findings.append(checks.Finding(link.name, "left-alone", reason, "info"))
-            if apply.generated_files(opts.netdir, link.name):
-                findings.append(checks.Finding(link.name, "stale-file", "left alone, has files"))
-    results: Mapping[str, object] = {}
-    primary_mac = ""
-    if managed:
-        source = opts.open_source()
-        try:
-            primary_mac = read_primary_mac(source)
-            results = read_enis(source, [link.mac for link in managed], primary_mac)
-        except Ec2NetError as exc:
-            findings += [checks.Finding(link.name, "metadata", str(exc)) for link in managed]
+    survey = _survey(opts, links)
+    for link, reason in survey.left_alone:
+        findings.append(checks.Finding(link.name, "left-alone", reason, "info"))
+        if apply.generated_files(opts.netdir, link.name):
+            findings.append(checks.Finding(link.name, "stale-file", "left alone, has files"))
     try:
         rules = checks.kernel_rules()
     except (Ec2NetError, ValueError) as exc:
         rules = {}
         findings.append(checks.Finding("*", "not-checked", f"kernel state: {exc}"))
     options = opts.render_options
-    for link in managed:
-        eni = results.get(link.mac)
+    for link, eni in survey.enis:
         if not isinstance(eni, Eni):
-            if eni is not None:
-                findings.append(checks.Finding(link.name, "metadata", str(eni)))
+            findings.append(checks.Finding(link.name, "metadata", str(eni)))
             continue
         if not eni.has_addresses:
             findings.append(checks.Finding(link.name, "left-alone", "no IP addresses", "info"))
             continue
-        primary = link.mac == primary_mac
+        primary = link.mac == survey.primary_mac
         findings += checks.check_files(opts.netdir, link.name, eni, primary, options)
         findings += checks.check_networkd(opts.root, link.name)
         if rules:
