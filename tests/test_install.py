@@ -31,6 +31,8 @@ SYSTEM_FILES = [
     "lib/systemd/system-generators/ec2-net-utils-generator",
     *(f"lib/systemd/system/{unit}" for unit in UNITS),
     "lib/udev/rules.d/90-ec2-net-utils.rules",
+    "lib/sysctl.d/60-ec2-net-utils.conf",
+    "libexec/ec2-net-utils/package-hook",
     "share/bash-completion/completions/ec2net.bash",
     "share/man/man5/ec2-net-utils.conf.5",
     "share/man/man8/ec2-net-utils-generator.8",

@@ -109,7 +109,7 @@ def out_dev(lab: Lab, dst: str, src: str) -> str:
     return dev
 
 
-def test_setup_refresh_without_a_blip(lab: Lab) -> None:
+def test_setup_refresh_without_a_blip(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     attach(lab, "eth0", ETH0)
     attach(lab, "eth1", ETH1)
     with lab.monitor_addresses() as monitor:
@@ -137,6 +137,9 @@ def test_setup_refresh_without_a_blip(lab: Lab) -> None:
         assert out_dev(lab, REMOTE_PEER, "192.0.2.10") == "eth0"
         assert out_dev(lab, "192.0.2.99", "192.0.2.10") == "eth0", "primary wins its subnet"
         assert lab.config_warnings() == []
+        with capsys.disabled():
+            for cmd in (["ip", "rule"], ["ip", "route", "show", "table", "10001"]):
+                print(f"\n--- {' '.join(cmd)} ---\n{lab.inst(cmd).stdout}", end="")
 
         # A secondary IP added in IMDS appears after a refresh, with its rule.
         imds_set(
