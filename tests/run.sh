@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: python3-venv for the virtual environment; git for the install-list check;
 # pkg-config, systemd and udev for meson's directories, `systemd-analyze verify` and
 # `udevadm test`; iproute2, dnsmasq-base and dbus for the network-namespace lab.
-DEB_PACKAGES=(python3-venv git pkg-config systemd udev iproute2 dnsmasq-base dbus man-db build-essential debhelper dh-python meson ninja-build python3-all python3-jinja2 rpm debootstrap lintian shellcheck)
+DEB_PACKAGES=(python3-venv git pkg-config systemd udev iproute2 dnsmasq-base dbus man-db build-essential debhelper dh-python meson ninja-build python3-all python3-jinja2 rpm debootstrap lintian shellcheck systemd-container iputils-ping)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
