@@ -169,9 +169,15 @@ def _unmanaged_reason(opts: Options, link: sysfs.Link) -> str | None:
     return None
 
 
-def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> list[sysfs.Link]:
+def _select_links(
+    opts: Options,
+    names: list[str] | None,
+    outcome: Outcome,
+    every: list[sysfs.Link] | None = None,
+) -> list[sysfs.Link]:
+    """The named links, or (names=None) every ENI among `every` (default: all in sysfs)."""
     if names is None:
-        return [link for link in sysfs.list_links(opts.root) if link.is_eni]
+        return [link for link in every or sysfs.list_links(opts.root) if link.is_eni]
     links = []
     for name in names:
         link = sysfs.get_link(opts.root, name)
@@ -182,9 +188,9 @@ def _select_links(opts: Options, names: list[str] | None, outcome: Outcome) -> l
     return links
 
 
-def _vanished(opts: Options) -> list[str]:
-    """Interfaces we generated config for that no longer exist."""
-    present = {link.name for link in sysfs.list_links(opts.root)}
+def _vanished(opts: Options, every: list[sysfs.Link]) -> list[str]:
+    """Interfaces we generated config for that are not among `every` (all links present)."""
+    present = {link.name for link in every}
     return sorted(apply.generated_interfaces(opts.netdir) - present)
 
 
@@ -196,11 +202,12 @@ def setup(opts: Options, names: list[str] | None) -> int:
 
 
 def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
-    for directory in (opts.netdir, opts.root / state.STATE_DIR):
+    for directory in (opts.netdir, opts.root / state.STATE_DIR, opts.root / walk.WALK_DIR):
         for path in apply.remove_stale_temp_files(directory):
             log.info("removed %s left behind by an interrupted run", path)
-    links = _select_links(opts, names, outcome)
-    vanished = _vanished(opts) if names is None else []
+    every = sysfs.list_links(opts.root) if names is None else []
+    links = _select_links(opts, names, outcome, every)
+    vanished = _vanished(opts, every) if names is None else []
     try:
         with interface_locks(
             opts.root, [link.name for link in links] + vanished, opts.deadline + LOCK_MARGIN
@@ -512,10 +519,10 @@ def check(
     from . import check as checks
 
     outcome = Outcome(routine=True)
-    links = _select_links(opts, names, outcome)
+    every = sysfs.list_links(opts.root)
+    links = _select_links(opts, names, outcome, every)
     findings = [checks.Finding(name, "metadata", "no such interface") for name in outcome.failed]
-    present = {link.name for link in sysfs.list_links(opts.root)}
-    for ifname in sorted(apply.generated_interfaces(opts.netdir) - present):
+    for ifname in _vanished(opts, every):
         findings.append(checks.Finding(ifname, "stale-file", "files for a link that is gone"))
     survey = _survey(opts, links)
     for link, reason in survey.left_alone:

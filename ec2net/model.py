@@ -132,17 +132,6 @@ def policy_sources(eni: Eni, options: RenderOptions, version: int) -> list[str]:
     return [str(n) for n in sorted(networks, key=lambda n: (n.version, n))]
 
 
-@dataclass(frozen=True)
-class Instance:
-    """The instance: which MAC is the primary ENI, and the ENIs that validated."""
-
-    primary_mac: str
-    enis: tuple[Eni, ...]
-
-    def is_primary(self, eni: Eni) -> bool:
-        return eni.mac == self.primary_mac
-
-
 def _lines(value: str) -> list[str]:
     # IMDS separates multi-valued keys by newlines; a trailing newline is harmless, any other
     # blank line means a damaged body.

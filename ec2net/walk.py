@@ -12,8 +12,8 @@ import os
 import time
 from collections.abc import Iterable
 
-WALK_FILE = "run/ec2-net-utils/refresh-walk"
-LOCK_FILE = "run/ec2-net-utils/refresh-walk.lock"
+WALK_DIR = "run/ec2-net-utils"
+WALK_FILE = WALK_DIR + "/refresh-walk"
 # Timers fire every 60 s (plus up to 10 s of randomised delay): one walk serves the minute.
 WINDOW_SECONDS = 55.0
 
@@ -46,9 +46,9 @@ def covered(root: str, ifname: str, window: float = WINDOW_SECONDS) -> int | Non
 
 def record(root: str, started: float, refreshed: Iterable[str], failed: Iterable[str]) -> None:
     """Remember a walk that started at `started` (see `now`) and its outcome per interface."""
-    path = os.path.join(root, WALK_FILE)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from pathlib import Path
+
+    from .apply import atomic_write  # only on the walking path, never the early exit
+
     lines = [repr(started), *sorted(refreshed), *sorted(FAILED + name for name in failed)]
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-    os.replace(tmp, path)
+    atomic_write(Path(root) / WALK_FILE, "\n".join(lines))
