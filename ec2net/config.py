@@ -11,14 +11,15 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import logging
-import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from .errors import UsageError
+from . import inputs
+from .errors import UsageError, one_line, quote
+from .inputs import is_ascii_digits, parse_endpoint, parse_seconds
 from .model import parse_mac
 
 log = logging.getLogger(__name__)
@@ -70,38 +71,25 @@ def _bool(value: str) -> bool:
         return True
     if word in _FALSE:
         return False
-    raise ValueError(f"expected yes or no, got {value!r}")
+    raise ValueError(f"expected yes or no, got {quote(value)}")
 
 
 def _auto_bool(value: str) -> bool | None:
     return None if value.strip().lower() == "auto" else _bool(value)
 
 
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(number) or not 0 < number <= 3600:
-        raise ValueError(f"expected seconds between 0 and 3600, got {value!r}")
-    return number
-
-
 def _mtu(value: str) -> int | None:
-    if value.strip() == "":
+    text = value.strip()
+    if text == "":
         return None
-    if not value.strip().isdigit() or not MIN_MTU <= int(value) <= MAX_MTU:
-        raise ValueError(f"expected an MTU from {MIN_MTU} to {MAX_MTU}, got {value!r}")
-    return int(value)
+    # ASCII digits only: int() would also take e.g. Arabic-Indic digits or "1_500".
+    if not (len(text) <= 5 and is_ascii_digits(text) and MIN_MTU <= int(text) <= MAX_MTU):
+        raise ValueError(f"expected an MTU from {MIN_MTU} to {MAX_MTU}, got {quote(value)}")
+    return int(text)
 
 
 def _endpoint(value: str) -> str | None:
-    if value.strip() == "":
-        return None
-    parts = urlsplit(value.strip())
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"expected http://HOST[:PORT], got {value!r}")
-    return value.strip().rstrip("/")
+    return None if value.strip() == "" else parse_endpoint(value)
 
 
 def _unmanaged(value: str) -> Unmanaged:
@@ -110,7 +98,10 @@ def _unmanaged(value: str) -> Unmanaged:
         if word.startswith("eni-"):
             eni_ids.add(word)
         elif word.count(":") == 5 and not any(c in word for c in "*?["):
-            macs.add(parse_mac(word))
+            try:
+                macs.add(parse_mac(word))
+            except ValueError:
+                raise ValueError(f"not a MAC address: {quote(word)}") from None
         else:
             globs.append(word)
     return Unmanaged(frozenset(macs), frozenset(eni_ids), tuple(globs))
@@ -128,47 +119,111 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     },
     "IMDS": {
         "Endpoint": ("imds_endpoint", _endpoint),
-        "Deadline": ("deadline", _seconds),
-        "ConnectTimeout": ("connect_timeout", _seconds),
-        "ReadTimeout": ("read_timeout", _seconds),
+        "Deadline": ("deadline", parse_seconds),
+        "ConnectTimeout": ("connect_timeout", parse_seconds),
+        "ReadTimeout": ("read_timeout", parse_seconds),
     },
 }
 
 
 def config_paths(root: Path) -> list[Path]:
+    """The main file and the drop-ins (lexical order) that exist; each is read by `load`."""
     paths = [root / CONFIG_FILE]
     dropins = root / CONFIG_DROPIN_DIR
-    if dropins.is_dir():
+    try:
         paths += sorted(p for p in dropins.iterdir() if p.name.endswith(".conf"))
-    return [p for p in paths if p.is_file()]
+    except NotADirectoryError:
+        raise UsageError(f"configuration: {quote(str(dropins))} is not a directory") from None
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise UsageError(
+            f"configuration: cannot list {quote(str(dropins))}: {exc.strerror}"
+        ) from None
+    # A dangling symbolic link, or one to /dev/null (systemd's way to mask a file), is no file.
+    return [p for p in paths if os.path.exists(p) and os.path.realpath(p) != os.devnull]
+
+
+# A configuration file is a few hundred bytes; this only stops a runaway one.
+MAX_CONFIG_BYTES = 1 << 20
+# configparser's name for its defaults section. [DEFAULT] would give its keys to every
+# section; here it is an ordinary (unknown) section, and this name can never be a header.
+_NO_DEFAULTS = "\n"
+
+
+def _parse_file(path: Path) -> configparser.ConfigParser:
+    """One file, strictly: a duplicate section or key within it is an error naming its line."""
+    where = quote(str(path))
+    try:
+        data = inputs.read_regular_file(path, MAX_CONFIG_BYTES)
+        # utf-8-sig: a byte order mark at the start (some Windows editors add one) is dropped.
+        text = data.decode("utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"configuration {where}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"configuration {where}: not UTF-8 (at byte {exc.start})") from None
+    except ValueError as exc:
+        raise UsageError(f"configuration {where}: {exc}") from None
+    # Option names stay case-sensitive, as in systemd's own INI files.
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=True, default_section=_NO_DEFAULTS
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise UsageError(f"configuration {where}: {_describe(exc)}") from None
+    return parser
+
+
+def _describe(exc: configparser.Error) -> str:
+    """configparser's message as one line (its parsing errors list every bad line)."""
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: section [{one_line(exc.section, 80)}] appears twice"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        key = one_line(exc.option, 80)
+        return f"line {exc.lineno}: key {key}= appears twice in [{one_line(exc.section, 80)}]"
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: {quote(exc.line.rstrip())}: a key before any [section]"
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        lineno, line = exc.errors[0]
+        more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+        return f"line {lineno}: {quote(line.rstrip())}: not a [section] or key=value line{more}"
+    return one_line(str(exc))
 
 
 def load(root: Path) -> Config:
-    """Read the configuration below `root`; defaults when there is none."""
-    paths = config_paths(root)
-    if not paths:
-        return Config()
-    # Option names stay case-sensitive, as in systemd's own INI files.
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        parser.read(paths, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        raise UsageError(f"configuration: {exc}") from None
+    """Read the configuration below `root`; defaults when there is none.
+
+    Files are read one by one, so that an error names the one file that holds the bad value;
+    a later file wins key by key.
+    """
     values: dict[str, Any] = {}
-    for section in parser.sections():
-        known = _SCHEMA.get(section)
-        if known is None:
-            log.warning("configuration: unknown section [%s] ignored", section)
-            continue
-        for key, raw in parser.items(section):
-            if key not in known:
-                log.warning("configuration: unknown key %s= in [%s] ignored", key, section)
+    for path in config_paths(root):
+        parser = _parse_file(path)
+        for section in parser.sections():
+            known = _SCHEMA.get(section)
+            if known is None:
+                log.warning(
+                    "configuration %s: unknown section [%s] ignored",
+                    quote(str(path)),
+                    one_line(section, 80),
+                )
                 continue
-            field, parse = known[key]
-            try:
-                values[field] = parse(raw)
-            except ValueError as exc:
-                where = ", ".join(str(p) for p in paths)
-                raise UsageError(f"configuration [{section}] {key}=: {exc} (in {where})") from None
+            for key, raw in parser.items(section):
+                if key not in known:
+                    log.warning(
+                        "configuration %s: unknown key %s= in [%s] ignored",
+                        quote(str(path)),
+                        one_line(key, 80),
+                        section,
+                    )
+                    continue
+                field, parse = known[key]
+                try:
+                    values[field] = parse(raw)
+                except ValueError as exc:
+                    raise UsageError(
+                        f"configuration {quote(str(path))}: [{section}] {key}=: {exc}"
+                    ) from None
     return Config(**values)

@@ -40,3 +40,28 @@ class ImdsError(Ec2NetError):
 
 class ApplyError(Ec2NetError):
     """Generated configuration could not be written or removed."""
+
+
+# Outside values (file contents, IMDS answers, argv, interface names) can be megabytes long or
+# hold newlines and control characters; a log line echoes at most this much of one, escaped.
+QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """`value` for a message: repr-escaped (no newline, control character or lone surrogate gets
+    through raw) and cut to `limit` characters, saying how long it really was."""
+    text = value if isinstance(value, (str, bytes)) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    unit = "bytes" if isinstance(text, bytes) else "characters"
+    return f"{text[:limit]!r}... ({len(text)} {unit})"
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A whole message (ours, the library's or the kernel's) as one printable line of at most
+    about `limit` characters: what is not printable is shown escaped, as repr would."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -8,6 +8,7 @@ hostname is set, through systemd-hostnamed when `hostnamectl` is there so that i
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import socket
@@ -15,7 +16,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ApplyError, MetadataError
+from .errors import ApplyError, MetadataError, quote
+from .inputs import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +26,16 @@ PLACEHOLDERS = frozenset({"localhost", "localhost.localdomain", "localhost6"})
 # RFC 1123 labels; the kernel keeps at most 64 characters.
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_KERNEL_HOSTNAME = 64
+# /etc/hostname holds one name (and maybe comments); more is not a hostname file.
+MAX_HOSTNAME_FILE = 4096
 
 
 def static_hostname(root: Path) -> str | None:
     """The configured static hostname, or None when there is none (or only a placeholder)."""
     try:
-        text = (root / HOSTNAME_FILE).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
+        text = read_regular_file(root / HOSTNAME_FILE, MAX_HOSTNAME_FILE).decode("utf-8")
+    except (OSError, ValueError):
+        return None  # missing, unreadable, not UTF-8, a FIFO, ...: no usable static hostname
     for line in text.splitlines():
         name = line.strip()
         if name and not name.startswith("#"):
@@ -44,8 +48,16 @@ def parse_hostname(value: str) -> str:
     name = value.strip().lower().rstrip(".")
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise MetadataError("instance", "local-hostname", f"not a valid hostname: {value!r}")
+        raise MetadataError("instance", "local-hostname", f"not a valid hostname: {quote(value)}")
     return name if len(name) <= MAX_KERNEL_HOSTNAME else labels[0]
+
+
+def is_live_root(root: Path) -> bool:
+    """Whether `root` is this system's / (a --root tree is not, whatever it holds)."""
+    try:
+        return os.path.samefile(root, "/")
+    except (OSError, ValueError):
+        return False
 
 
 def set_transient(name: str) -> None:
@@ -70,7 +82,11 @@ def apply(
     current: Callable[[], str] = socket.gethostname,
     setter: Callable[[str], None] = set_transient,
 ) -> bool:
-    """Set the hostname from IMDS if no static one is configured; True if it changed."""
+    """Set the hostname from IMDS if no static one is configured; True if it changed.
+
+    With a `root` other than / (a --root tree) only what would be set is logged: the
+    hostname is the running system's, which that tree is not.
+    """
     static = static_hostname(root)
     if static is not None:
         log.debug("static hostname %s is configured; leaving the hostname alone", static)
@@ -79,6 +95,13 @@ def apply(
     if value is None:
         raise MetadataError("instance", "local-hostname", "missing")
     name = parse_hostname(value)
+    if not is_live_root(root):
+        log.info(
+            "would set the hostname to %s (IMDS local-hostname); not for --root %s",
+            name,
+            quote(str(root)),
+        )
+        return False
     if current() == name:
         log.debug("hostname is already %s", name)
         return False

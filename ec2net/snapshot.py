@@ -13,9 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, quote
+from .inputs import parse_json, read_regular_file
 
 EXAMPLES_PACKAGE = "ec2net.examples"
+# The IMDS tree of an instance with 50 ENIs is well under a megabyte.
+MAX_SNAPSHOT_BYTES = 4 << 20
 
 
 def _check(node: Any, path: str) -> None:
@@ -46,12 +49,19 @@ class SnapshotSource:
 
     @classmethod
     def from_file(cls, path: Path) -> SnapshotSource:
+        """A snapshot file: a regular UTF-8 file of at most MAX_SNAPSHOT_BYTES holding JSON
+        with short numbers and shallow nesting; anything else is a one-line UsageError."""
+        where = quote(str(path))
         try:
-            return cls(json.loads(path.read_text(encoding="utf-8")))
+            data = read_regular_file(path, MAX_SNAPSHOT_BYTES)
+            snapshot = parse_json(data.decode("utf-8-sig"))
         except OSError as exc:
-            raise UsageError(f"cannot read metadata snapshot {path}: {exc.strerror}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"metadata snapshot {path} is not valid JSON: {exc}") from None
+            raise UsageError(f"cannot read metadata snapshot {where}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"metadata snapshot {where}: not UTF-8 (byte {exc.start})") from None
+        except ValueError as exc:
+            raise UsageError(f"metadata snapshot {where}: {exc}") from None
+        return cls(snapshot)
 
     @classmethod
     def from_example(cls, name: str) -> SnapshotSource:

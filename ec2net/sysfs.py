@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+
+# The one check of interface names (argv and sysfs listings) lives in inputs.
+from .inputs import check_ifname as check_ifname
 from .model import parse_mac
+
+log = logging.getLogger(__name__)
 
 # Drivers of EC2 network interfaces: ENA, Intel 82599 VF (enhanced networking), Xen netfront.
 ENI_DRIVERS = frozenset({"ena", "ixgbevf", "vif"})
 SYS_CLASS_NET = "sys/class/net"
-# Kernel limit IFNAMSIZ (16) includes the terminating NUL.
-MAX_IFNAME_BYTES = 15
 
 
 @dataclass(frozen=True)
@@ -25,23 +29,6 @@ class Link:
     @property
     def is_eni(self) -> bool:
         return self.driver in ENI_DRIVERS
-
-
-def check_ifname(name: str) -> str:
-    """Return `name` if the kernel would accept it as an interface name, else UsageError.
-
-    Names end up in file paths, so this is what keeps '../x' or 'a/b' out of them.
-    """
-    if (
-        not name
-        or len(name.encode()) > MAX_IFNAME_BYTES
-        or name in (".", "..")
-        or any(c in name for c in "/:")
-        or any(c.isspace() for c in name)
-        or not name.isprintable()
-    ):
-        raise UsageError(f"invalid interface name: {name!r}")
-    return name
 
 
 def _read_link(root: Path, name: str) -> Link | None:
@@ -101,7 +88,10 @@ def list_links(root: Path) -> list[Link]:
     for name in names:
         try:
             check_ifname(name)
-        except UsageError:
+        except UsageError as exc:
+            # A name we cannot write into a networkd file name safely (not UTF-8, say):
+            # that link is skipped, the others are still configured.
+            log.warning("%s; skipping that link", exc)
             continue
         link = _read_link(root, name)
         if link is not None:

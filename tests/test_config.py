@@ -54,7 +54,7 @@ def test_full_config_and_dropin_order(tmp_path: Path) -> None:
         ("[IMDS]\nDeadline=nan\n", "[IMDS] Deadline=: expected seconds"),
         ("[IMDS]\nEndpoint=https://x/latest\n", "[IMDS] Endpoint=: expected http://HOST"),
         ("[Interfaces]\nUnmanaged=0e:8c:2d:7a:41:zz\n", "not a MAC address"),
-        ("MTU=1500\n", "configuration: File contains no section headers"),
+        ("MTU=1500\n", "line 1: 'MTU=1500': a key before any [section]"),
     ],
 )
 def test_invalid_values(tmp_path: Path, text: str, message: str) -> None:
