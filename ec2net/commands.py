@@ -11,7 +11,7 @@ from typing import Any
 
 from . import apply, layout, networkd, state, sysfs, walk
 from .config import Config
-from .errors import Ec2NetError, UsageError
+from .errors import Ec2NetError, UsageError, quote
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
 from .locks import LockTimeout, interface_locks
 from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions, parse_mac
@@ -410,16 +410,21 @@ def render_snapshot(
 
 
 def parse_link_args(values: Iterable[str]) -> dict[str, str]:
-    """NAME=MAC pairs from --link options."""
+    """NAME=MAC pairs from --link options; each name and each MAC at most once."""
     links: dict[str, str] = {}
     for value in values:
         name, sep, mac = value.partition("=")
         if not sep:
-            raise UsageError(f"--link {value!r}: expected NAME=MAC")
+            raise UsageError(f"--link {quote(value)}: expected NAME=MAC")
         try:
-            links[sysfs.check_ifname(name)] = parse_mac(mac)
-        except ValueError as exc:
-            raise UsageError(f"--link {value!r}: {exc}") from None
+            mac = parse_mac(mac)
+        except ValueError:
+            raise UsageError(f"--link {quote(value)}: not a MAC address") from None
+        if sysfs.check_ifname(name) in links:
+            raise UsageError(f"--link {quote(value)}: {quote(name)} is named twice")
+        if mac in links.values():
+            raise UsageError(f"--link {quote(value)}: MAC {mac} is given twice")
+        links[name] = mac
     return links
 
 

@@ -1,8 +1,10 @@
 """The `ec2net` console entry point.
 
-The per-ENI refresh timer runs `ec2net refresh --coalesce IF` every minute for every ENI; most
-of those runs find that a walk of all ENIs refreshed IF moments ago. That answer is given here,
-before argparse, logging, requests or jinja2 are imported; anything else goes to the full CLI.
+The per-ENI refresh timer runs `ec2net refresh --coalesce -- IF` every minute for every ENI;
+most of those runs find that a walk of all ENIs refreshed IF moments ago. That answer is given
+here, before argparse, logging, requests or jinja2 are imported; anything else goes to the full
+CLI. The arguments are checked with the full CLI's own parsers (inputs), so a value it would
+refuse never takes this early exit.
 """
 
 from __future__ import annotations
@@ -11,14 +13,34 @@ import sys
 
 from . import walk
 
-# Global options that do not change the answer (each followed by its value), or flags.
+# Global options that do not change the answer (each followed by its value), or flags. Kept
+# in step with cli.build_parser by tests/test_cli_robustness.py.
 _VALUED = frozenset({"--root", "--imds-endpoint", "--deadline"})
 _FLAGS = frozenset({"--no-reload"})
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _valid(option: str, value: str) -> bool:
+    """Whether the full CLI would accept `value` for `option` (else it reports the error)."""
+    from .errors import UsageError
+    from .inputs import check_ifname, parse_endpoint, parse_seconds
+
+    try:
+        if option == "--imds-endpoint":
+            parse_endpoint(value)
+        elif option == "--deadline":
+            parse_seconds(value)
+        elif option == "IF":
+            check_ifname(value)
+    except (ValueError, UsageError):
+        return False
+    return True
 
 
 def _covered_by_last_walk(args: list[str]) -> int | None:
-    """For `[global options] refresh --coalesce IF`: the outcome of a recent walk that covered
-    IF (0 or 1), else None."""
+    """For `[global options] refresh --coalesce [--] IF`: the outcome of a recent walk that
+    covered IF (0 or 1), else None."""
     root = "/"
     rest = list(args)
     while rest and rest[0].startswith("-"):
@@ -28,10 +50,17 @@ def _covered_by_last_walk(args: list[str]) -> int | None:
         if option not in _VALUED or not rest:
             return None  # -v, --help, --opt=value, ...: the full CLI answers
         value = rest.pop(0)
+        if not _valid(option, value):
+            return None
         if option == "--root":
             root = value
-    if len(rest) != 3 or rest[:2] != ["refresh", "--coalesce"] or rest[2].startswith("-"):
+    if rest[:3] == ["refresh", "--coalesce", "--"]:
+        del rest[2]  # the units' form: whatever follows is the name, even "-h"
+    elif len(rest) == 3 and rest[2].startswith("-"):
         return None
+    if len(rest) != 3 or rest[:2] != ["refresh", "--coalesce"] or not _valid("IF", rest[2]):
+        return None
+    # --root must be a directory for the full CLI; a walk record found below it implies one.
     code = walk.covered(root, rest[2])
     if code:
         sys.stderr.write(
@@ -42,9 +71,18 @@ def _covered_by_last_walk(args: list[str]) -> int | None:
 
 
 def main() -> int:
-    code = _covered_by_last_walk(sys.argv[1:])
-    if code is not None:
-        return code
-    from .cli import main as cli_main
+    # The same guard as cli.main's, for what runs before it exists: never a traceback.
+    try:
+        code = _covered_by_last_walk(sys.argv[1:])
+        if code is not None:
+            return code
+        from .cli import main as cli_main
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        from .errors import quote
 
+        name = type(exc).__name__
+        sys.stderr.write(f"ec2net: internal error: {name}: {quote(str(exc))}; please report\n")
+        return EXIT_FAILED
     return cli_main()

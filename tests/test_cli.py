@@ -135,9 +135,9 @@ def test_usage_errors_exit_2(instance: Instance) -> None:
     assert "--all" in instance.run("setup", check_code=2).stderr
     assert "invalid interface name" in instance.run("remove", "a/b", check_code=2).stderr
     result = instance.run("render", "--metadata", "/nonexistent.json", "--out", "x", check_code=2)
-    assert "cannot read metadata snapshot /nonexistent.json" in result.stderr
+    assert "cannot read metadata snapshot '/nonexistent.json'" in result.stderr
     result = instance.run("--deadline", "0", "refresh", "--all", check_code=2)
-    assert "--deadline must be between 0 and 3600 seconds" in result.stderr
+    assert "--deadline: expected seconds between 0 and 3600" in result.stderr
 
 
 def test_render_example_from_anywhere(tmp_path: Path) -> None:

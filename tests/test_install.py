@@ -114,7 +114,7 @@ def test_installed_units_and_generator_are_substituted(prefix: Path) -> None:
         text = (unitdir / unit).read_text()
         assert "@" + "BINDIR@" not in text and "@HARDENING@" not in text
     service = (unitdir / "ec2-net-utils@.service").read_text()
-    assert f"ExecStart={prefix}/bin/ec2net setup %I" in service
+    assert f"ExecStart={prefix}/bin/ec2net setup -- %I" in service
     assert "CapabilityBoundingSet=CAP_NET_ADMIN" in service
     generator = load_generator(prefix / "lib/systemd/system-generators/ec2-net-utils-generator")
     unit_dir: str = generator.UNIT_DIR
