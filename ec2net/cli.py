@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from . import __version__, commands, config
-from .errors import Ec2NetError, UsageError, one_line, quote
+from .errors import Ec2NetError, UsageError, one_line, quote, quote_path
 from .inputs import check_ifname, parse_endpoint, parse_seconds
 
 ENDPOINT_ENV = "EC2NET_IMDS_ENDPOINT"
@@ -78,23 +78,23 @@ def _directory(text: str) -> Path:
     """--root: an existing directory (never created: a typo must not grow a tree)."""
     path = Path(text)
     if "\0" in text or not path.is_dir():
-        raise ValueError(f"{quote(text)} is not an existing directory")
+        raise ValueError(f"{quote_path(text)} is not an existing directory")
     return path
 
 
 def _output_directory(text: str) -> Path:
     """--out: a directory, or a path that can become one (no file in its way)."""
     if "\0" in text:
-        raise ValueError(f"{quote(text)} contains a NUL character")
+        raise ValueError(f"{quote_path(text)} contains a NUL character")
     path = Path(text)
     try:
         for ancestor in (path, *path.parents):
             if os.path.lexists(ancestor):
                 if not ancestor.is_dir():
-                    raise ValueError(f"{quote(str(ancestor))} exists and is not a directory")
+                    raise ValueError(f"{quote_path(ancestor)} exists and is not a directory")
                 break
     except OSError as exc:
-        raise ValueError(f"{quote(text)}: {exc.strerror}") from None
+        raise ValueError(f"{quote_path(text)}: {exc.strerror}") from None
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import inputs
-from .errors import UsageError, one_line, quote
+from .errors import UsageError, one_line, quote, quote_path
 from .inputs import is_ascii_digits, parse_endpoint, parse_seconds
 from .model import parse_mac
 
@@ -133,12 +133,12 @@ def config_paths(root: Path) -> list[Path]:
     try:
         paths += sorted(p for p in dropins.iterdir() if p.name.endswith(".conf"))
     except NotADirectoryError:
-        raise UsageError(f"configuration: {quote(str(dropins))} is not a directory") from None
+        raise UsageError(f"configuration: {quote_path(dropins)} is not a directory") from None
     except FileNotFoundError:
         pass
     except OSError as exc:
         raise UsageError(
-            f"configuration: cannot list {quote(str(dropins))}: {exc.strerror}"
+            f"configuration: cannot list {quote_path(dropins)}: {exc.strerror}"
         ) from None
     # A dangling symbolic link, or one to /dev/null (systemd's way to mask a file), is no file.
     return [p for p in paths if os.path.exists(p) and os.path.realpath(p) != os.devnull]
@@ -153,7 +153,7 @@ _NO_DEFAULTS = "\n"
 
 def _parse_file(path: Path) -> configparser.ConfigParser:
     """One file, strictly: a duplicate section or key within it is an error naming its line."""
-    where = quote(str(path))
+    where = quote_path(path)
     try:
         data = inputs.read_regular_file(path, MAX_CONFIG_BYTES)
         # utf-8-sig: a byte order mark at the start (some Windows editors add one) is dropped.
@@ -206,7 +206,7 @@ def load(root: Path) -> Config:
             if known is None:
                 log.warning(
                     "configuration %s: unknown section [%s] ignored",
-                    quote(str(path)),
+                    quote_path(path),
                     one_line(section, 80),
                 )
                 continue
@@ -214,7 +214,7 @@ def load(root: Path) -> Config:
                 if key not in known:
                     log.warning(
                         "configuration %s: unknown key %s= in [%s] ignored",
-                        quote(str(path)),
+                        quote_path(path),
                         one_line(key, 80),
                         section,
                     )
@@ -224,6 +224,6 @@ def load(root: Path) -> Config:
                     values[field] = parse(raw)
                 except ValueError as exc:
                     raise UsageError(
-                        f"configuration {quote(str(path))}: [{section}] {key}=: {exc}"
+                        f"configuration {quote_path(path)}: [{section}] {key}=: {exc}"
                     ) from None
     return Config(**values)

@@ -65,3 +65,9 @@ def one_line(text: str, limit: int = 400) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def quote_path(path: object) -> str:
+    """A file name for a message: escaped like `quote`, cut only when absurdly long (a real
+    path is far shorter; a path must be shown whole to be of use)."""
+    return quote(str(path), 256)

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ApplyError, MetadataError, quote
+from .errors import ApplyError, MetadataError, quote, quote_path
 from .inputs import read_regular_file
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def apply(
         log.info(
             "would set the hostname to %s (IMDS local-hostname); not for --root %s",
             name,
-            quote(str(root)),
+            quote_path(root),
         )
         return False
     if current() == name:

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, quote
+from .errors import UsageError, quote_path
 from .inputs import parse_json, read_regular_file
 
 EXAMPLES_PACKAGE = "ec2net.examples"
@@ -51,7 +51,7 @@ class SnapshotSource:
     def from_file(cls, path: Path) -> SnapshotSource:
         """A snapshot file: a regular UTF-8 file of at most MAX_SNAPSHOT_BYTES holding JSON
         with short numbers and shallow nesting; anything else is a one-line UsageError."""
-        where = quote(str(path))
+        where = quote_path(path)
         try:
             data = read_regular_file(path, MAX_SNAPSHOT_BYTES)
             snapshot = parse_json(data.decode("utf-8-sig"))
