@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apply, layout, networkd, state, sysfs, walk
+from . import apply, layout, networkd, pending, safeio, state, sysfs, walk
 from .config import Config
 from .errors import Ec2NetError, UsageError, quote
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
-from .locks import LockTimeout, interface_locks
+from .locks import interface_locks
 from .model import DEFAULT_RENDER_OPTIONS, Eni, RenderOptions, parse_mac
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,26 @@ class Outcome:
     changed: list[str] = field(default_factory=list)
     # A periodic refresh: decisions that repeat every minute are logged at debug level only.
     routine: bool = False
+    # The root under which this run records the reload it owes before its first change
+    # (None: it will not reload, so it records nothing), and that record once made.
+    pending_root: Path | None = None
+    record: pending.Record | None = None
+    _marked: bool = False
+
+    @classmethod
+    def of(cls, opts: Options, *, routine: bool = False) -> Outcome:
+        return cls(routine=routine, pending_root=opts.root if opts.reload else None)
+
+    def before_change(self) -> None:
+        """Runs once, just before this run changes its first generated file."""
+        if self.pending_root is None or self._marked:
+            return
+        self._marked = True
+        try:
+            self.record = pending.mark(self.pending_root)
+        except Ec2NetError as exc:
+            # Carry on: the files are still right, only a failed reload would go unretried.
+            self.fail("reload", exc)
 
     def note(self, message: str, *args: object) -> None:
         log.log(logging.DEBUG if self.routine else logging.INFO, message, *args)
@@ -80,13 +100,39 @@ class Outcome:
 
 
 def _finish(opts: Options, outcome: Outcome) -> int:
-    if outcome.changed and opts.reload:
-        try:
-            opts.reloader()
-            log.info("reloaded systemd-networkd (%s changed)", ", ".join(outcome.changed))
-        except Ec2NetError as exc:
-            outcome.fail("reload", exc)
+    """Reload networkd once if this run changed files or an ended run still owes a reload."""
+    if not opts.reload:
+        return outcome.exit_code  # --no-reload: records of earlier runs stay as they are
+    own = [outcome.record] if outcome.record is not None else []
+    outcome.record = None
+    owed = pending.owed(opts.root, own)
+    if not (outcome.changed or own or owed):
+        return outcome.exit_code
+    if owed:
+        log.warning(
+            "reloading systemd-networkd for %d earlier run(s) whose changes it never got "
+            "(reload failed or run interrupted)",
+            len(owed),
+        )
+    try:
+        opts.reloader()
+    except Ec2NetError as exc:
+        pending.keep(own + owed)  # a later run reloads for us
+        outcome.fail("reload", exc)
+        return outcome.exit_code
+    pending.settle(own + owed)
+    if outcome.changed:
+        log.info("reloaded systemd-networkd (%s changed)", ", ".join(outcome.changed))
+    else:
+        log.info("reloaded systemd-networkd")
     return outcome.exit_code
+
+
+def _one_line(exc: Exception) -> Exception:
+    """An OSError names its file unescaped (and may name two): name it the safe way."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return Ec2NetError(f"{safeio.shown(exc.filename)}: {exc.strerror or exc}")
+    return exc
 
 
 def _log_changes(ifname: str, changes: apply.Changes) -> None:
@@ -101,9 +147,9 @@ def _sync(
 ) -> apply.Changes | None:
     """Make the generated files of one interface `files` ({} removes them); record the result."""
     try:
-        changes = apply.sync_interface(netdir, ifname, files)
+        changes = apply.sync_interface(netdir, ifname, files, outcome.before_change)
     except (Ec2NetError, OSError) as exc:
-        outcome.fail(ifname, exc)
+        outcome.fail(ifname, _one_line(exc))
         return None
     if announce:
         _log_changes(ifname, changes)
@@ -138,16 +184,23 @@ def _configure(
     files = render_eni(eni, ifname, primary=primary, options=options)
     changes = _sync(netdir, ifname, files, outcome, announce=announce)
     if state_root is not None:
-        if changes is None:
-            state.forget(state_root, ifname)
-        else:
-            state.save(state_root, netdir, ifname, wanted, sorted(files))
+        # The files are in place either way; a record we cannot keep costs only the shortcut.
+        try:
+            if changes is None:
+                state.forget(state_root, ifname)
+            else:
+                state.save(state_root, netdir, ifname, wanted, sorted(files))
+        except Ec2NetError as exc:
+            outcome.fail(ifname, exc)
     return changes
 
 
 def _remove(opts: Options, ifname: str, outcome: Outcome, *, announce: bool = True) -> bool:
     """Delete what we generated for `ifname`; True if anything was there."""
-    state.forget(opts.root, ifname)
+    try:
+        state.forget(opts.root, ifname)
+    except Ec2NetError as exc:
+        outcome.fail(ifname, exc)
     changes = _sync(opts.netdir, ifname, {}, outcome, announce=announce)
     return changes is not None and changes.changed
 
@@ -196,33 +249,40 @@ def _vanished(opts: Options, every: list[sysfs.Link]) -> list[str]:
 
 def setup(opts: Options, names: list[str] | None) -> int:
     """Configure the named interfaces, or every ENI present (names=None)."""
-    outcome = Outcome()
+    outcome = Outcome.of(opts)
     _setup(opts, names, outcome)
     return _finish(opts, outcome)
 
 
+def _remove_leftovers(opts: Options, names: Iterable[str]) -> None:
+    """Temporary files that killed runs left for these interfaces. Only call this holding
+    their locks: every writer of an interface's files holds its lock, so none is being
+    written now."""
+    for ifname in names:
+        paths = apply.remove_interface_temp_files(opts.netdir, ifname)
+        for path in paths + state.remove_temp_files(opts.root, ifname):
+            log.info("removed %s left behind by an interrupted run", safeio.shown(path))
+
+
 def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
-    for directory in (opts.netdir, opts.root / state.STATE_DIR, opts.root / walk.WALK_DIR):
-        for path in apply.remove_stale_temp_files(directory):
-            log.info("removed %s left behind by an interrupted run", path)
     every = sysfs.list_links(opts.root) if names is None else []
     links = _select_links(opts, names, outcome, every)
     vanished = _vanished(opts, every) if names is None else []
-    try:
-        with interface_locks(
-            opts.root, [link.name for link in links] + vanished, opts.deadline + LOCK_MARGIN
-        ):
-            for ifname in vanished:
+    wanted = [link.name for link in links] + vanished
+    with interface_locks(opts.root, wanted, opts.deadline + LOCK_MARGIN, outcome.fail) as held:
+        _remove_leftovers(opts, held)
+        for ifname in vanished:
+            if ifname in held:
                 _remove(opts, ifname, outcome)
-            _setup_links(opts, links, outcome)
-    except LockTimeout as exc:
-        outcome.fail("lock", exc)
+        _setup_links(opts, [link for link in links if link.name in held], outcome)
     if not links and names is None:
         log.debug("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
 
 
 # Lock name for the refresh walk; ':' cannot occur in an interface name.
 WALK_LOCK = ":refresh-walk"
+# What failed when the walk could not be recorded (the walk itself was done).
+WALK_RECORD = "refresh-walk record"
 
 
 def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -> int:
@@ -235,37 +295,44 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
     if not opts.config.refresh:
         log.debug("refresh is switched off in the configuration")
         return EXIT_OK
-    outcome = Outcome(routine=True)
+    outcome = Outcome.of(opts, routine=True)
     if not coalesce:
         _setup(opts, names, outcome)
         return _finish(opts, outcome)
     if names is None or len(names) != 1:
         raise UsageError("refresh --coalesce takes exactly one interface")
     ifname = sysfs.check_ifname(names[0])
-    try:
-        with interface_locks(opts.root, [WALK_LOCK], opts.deadline + LOCK_MARGIN):
-            code = walk.covered(str(opts.root), ifname)
-            if code is not None:
-                log.log(
-                    logging.ERROR if code else logging.DEBUG,
-                    "%s: covered by a walk of all ENIs less than a minute ago%s",
-                    ifname,
-                    " that failed for it" if code else "",
-                )
-                return code
+    code = None
+
+    def lock_failed(_name: str, exc: Ec2NetError) -> None:
+        outcome.fail(ifname, exc)
+
+    with interface_locks(opts.root, [WALK_LOCK], opts.deadline + LOCK_MARGIN, lock_failed) as held:
+        # A reload an earlier run owes does not void the walk: _finish below settles it.
+        if held:
+            code = walk.covered(str(opts.root), ifname, unless_reload_owed=False)
+        if code is not None:
+            log.log(
+                logging.ERROR if code else logging.DEBUG,
+                "%s: covered by a walk of all ENIs less than a minute ago%s",
+                ifname,
+                " that failed for it" if code else "",
+            )
+        elif held:
             started = walk.now()
             present = {link.name for link in sysfs.list_links(opts.root)}
             ours = apply.generated_interfaces(opts.netdir) & present
             targets = sorted(ours | {ifname})
             _setup(opts, targets, outcome)
             failed = set(targets) & set(outcome.failed)
-            walk.record(str(opts.root), started, set(targets) - failed, failed)
-    except LockTimeout as exc:
-        outcome.fail(ifname, exc)
+            try:
+                walk.record(str(opts.root), started, set(targets) - failed, failed)
+            except Ec2NetError as exc:
+                outcome.fail(WALK_RECORD, exc)
     _finish(opts, outcome)
     # This unit reports on its own interface; the others' errors are logged all the same.
-    own = {ifname, "reload", "lock"}
-    return EXIT_FAILED if own & set(outcome.failed) else EXIT_OK
+    own = {ifname, "reload", WALK_RECORD}
+    return EXIT_FAILED if code or own & set(outcome.failed) else EXIT_OK
 
 
 def _altnames(
@@ -357,18 +424,16 @@ def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> No
 
 def remove(opts: Options, names: list[str], *, only_if_gone: bool = False) -> int:
     """Delete our generated files for the named interfaces (after a detach)."""
-    outcome = Outcome()
+    outcome = Outcome.of(opts)
     for name in names:
         sysfs.check_ifname(name)
-    try:
-        with interface_locks(opts.root, names, opts.deadline + LOCK_MARGIN):
-            for name in names:
-                if only_if_gone and sysfs.link_exists(opts.root, name):
-                    log.debug("%s still exists; keeping its configuration", name)
-                    continue
-                _remove(opts, name, outcome)
-    except LockTimeout as exc:
-        outcome.fail("lock", exc)
+    with interface_locks(opts.root, names, opts.deadline + LOCK_MARGIN, outcome.fail) as held:
+        for name in held:
+            if only_if_gone and sysfs.link_exists(opts.root, name):
+                log.debug("%s still exists; keeping its configuration", name)
+                continue
+            _remove_leftovers(opts, [name])
+            _remove(opts, name, outcome)
     return _finish(opts, outcome)
 
 

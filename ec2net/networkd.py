@@ -28,6 +28,7 @@ def reload() -> None:
             [networkctl, "reload"],
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=NETWORKCTL_TIMEOUT,
             check=False,
         )
@@ -35,8 +36,11 @@ def reload() -> None:
         raise ApplyError(
             f"networkctl reload did not finish in {NETWORKCTL_TIMEOUT:.0f} s"
         ) from None
+    except OSError as exc:  # not executable, not a program, ...
+        raise ApplyError(f"cannot run {networkctl}: {exc.strerror or exc}") from None
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
+        # One log line, however much it printed.
+        detail = " ".join((result.stderr or result.stdout).split())[:200]
         raise ApplyError(f"networkctl reload failed (exit {result.returncode}): {detail}")
     log.debug("networkctl reload done")
 

@@ -14,7 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__, layout
+from . import __version__, layout, safeio
+from .errors import ApplyError
 from .model import Eni, RenderOptions
 
 STATE_DIR = "run/ec2-net-utils/state"
@@ -28,7 +29,7 @@ def digest(eni: Eni, ifname: str, primary: bool, options: RenderOptions) -> str:
 
 
 def _identity(path: Path) -> list[int]:
-    st = path.stat()
+    st = os.stat(path, follow_symlinks=False)
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
@@ -38,23 +39,49 @@ def _record_path(root: Path, ifname: str) -> Path:
 
 def unchanged(root: Path, netdir: Path, ifname: str, wanted: str) -> bool:
     """True if the files of `ifname` are still exactly those rendered from `wanted`."""
+    # Whatever is wrong with the record (not a regular file, garbage, too large) only means
+    # that the files are rendered and compared, and the record rewritten.
     try:
-        record = json.loads(_record_path(root, ifname).read_text(encoding="utf-8"))
+        text = safeio.read_text(_record_path(root, ifname))
+        if text is None:
+            return False
+        record = json.loads(text)
         if record["digest"] != wanted:
             return False
         return all(_identity(netdir / rel) == ident for rel, ident in record["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ApplyError, ValueError, KeyError, TypeError, RecursionError):
         return False
 
 
 def save(root: Path, netdir: Path, ifname: str, wanted: str, files: list[str]) -> None:
+    """Record what was rendered for `ifname` (hold its lock); ApplyError if impossible."""
     from .apply import atomic_write
 
-    record = {"digest": wanted, "files": {rel: _identity(netdir / rel) for rel in files}}
-    atomic_write(_record_path(root, ifname), json.dumps(record, sort_keys=True))
+    path = _record_path(root, ifname)
+    try:
+        record = {"digest": wanted, "files": {rel: _identity(netdir / rel) for rel in files}}
+        atomic_write(path, json.dumps(record, sort_keys=True))
+    except OSError as exc:
+        raise ApplyError(
+            f"cannot write the state record {safeio.shown(path)}: {exc.strerror or exc}"
+        ) from None
 
 
 def forget(root: Path, ifname: str) -> None:
+    """Drop the record of `ifname`; ApplyError if something else is in its place."""
     path = _record_path(root, ifname)
-    if path.exists():
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ApplyError(
+            f"cannot delete the state record {safeio.shown(path)}: {exc.strerror}"
+        ) from None
+
+
+def remove_temp_files(root: Path, ifname: str) -> list[Path]:
+    """Temporary files of the record of `ifname` left by a killed run (hold its lock)."""
+    from .apply import remove_temp_files
+
+    return remove_temp_files(root / STATE_DIR, f"{ifname}.json")

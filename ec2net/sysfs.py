@@ -53,11 +53,15 @@ def link_record(root: Path, name: str, directory: str, prefix: str, key: str) ->
     """`key`'s value in a per-link state file `directory/<prefix><ifindex>` (KEY=value lines).
 
     udev's database and networkd's link state are both kept that way, by interface index.
+    Read with `safeio`'s bounds: whatever is there instead of a small text file means "unknown".
     """
+    from . import safeio
+    from .errors import ApplyError
+
     try:
-        ifindex = int((root / SYS_CLASS_NET / name / "ifindex").read_text(encoding="ascii"))
-        text = (root / directory / f"{prefix}{ifindex}").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError):
+        ifindex = int(safeio.read_text(root / SYS_CLASS_NET / name / "ifindex") or "")
+        text = safeio.read_text(root / directory / f"{prefix}{ifindex}") or ""
+    except (ApplyError, ValueError):
         return None
     for line in text.splitlines():
         if line.startswith(key + "="):
