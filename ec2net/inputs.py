@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
-from typing import Any
 
 from .errors import UsageError, one_line, quote
+
+# Not typing.TYPE_CHECKING: importing typing would double the early exit's import time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 # Kernel limit IFNAMSIZ (16) includes the terminating NUL.
 MAX_IFNAME_BYTES = 15
