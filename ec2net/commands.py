@@ -230,7 +230,9 @@ def _select_links(
 ) -> list[sysfs.Link]:
     """The named links, or (names=None) every ENI among `every` (default: all in sysfs)."""
     if names is None:
-        return [link for link in every or sysfs.list_links(opts.root) if link.is_eni]
+        if every is None:
+            every = sysfs.list_links(opts.root)
+        return [link for link in every if link.is_eni]
     links = []
     for name in names:
         link = sysfs.get_link(opts.root, name)
@@ -241,10 +243,45 @@ def _select_links(
     return links
 
 
+# Every network namespace has it, whatever else is (or is not) visible.
+LOOPBACK = "lo"
+
+
+def _present_links(opts: Options) -> list[sysfs.Link]:
+    """Every link in sysfs, when the listing is evidence enough to call a missing link gone.
+
+    Files are removed because a link vanished only on positive evidence: /sys/class/net is
+    readable and shows at least one readable link besides loopback. An empty or unreadable
+    listing (sysfs not mounted, a restricted container) is an environment error, not the
+    detachment of every ENI, primary included.
+    """
+    links = sysfs.list_links(opts.root)
+    if not any(link.name != LOOPBACK for link in links):
+        raise Ec2NetError(
+            f"{opts.root / sysfs.SYS_CLASS_NET} shows no readable interface besides "
+            f"{LOOPBACK}; changing nothing"
+        )
+    return links
+
+
 def _vanished(opts: Options, every: list[sysfs.Link]) -> list[str]:
-    """Interfaces we generated config for that are not among `every` (all links present)."""
+    """Interfaces we generated config for that are gone; `every` comes from _present_links.
+
+    A link that is listed but could not be read is not gone.
+    """
     present = {link.name for link in every}
-    return sorted(apply.generated_interfaces(opts.netdir) - present)
+    return sorted(
+        name
+        for name in apply.generated_interfaces(opts.netdir) - present
+        if not _listed(opts.root, name)
+    )
+
+
+def _listed(root: Path, name: str) -> bool:
+    try:
+        return sysfs.link_exists(root, name)
+    except UsageError:
+        return False  # not a name the kernel accepts: no such link
 
 
 def setup(opts: Options, names: list[str] | None) -> int:
@@ -265,16 +302,22 @@ def _remove_leftovers(opts: Options, names: Iterable[str]) -> None:
 
 
 def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
-    every = sysfs.list_links(opts.root) if names is None else []
+    every: list[sysfs.Link] | None = None
+    if names is None:
+        try:
+            every = _present_links(opts)
+        except Ec2NetError as exc:
+            outcome.fail("sysfs", exc)
+            return
     links = _select_links(opts, names, outcome, every)
-    vanished = _vanished(opts, every) if names is None else []
+    vanished = _vanished(opts, every) if every is not None else []
     wanted = [link.name for link in links] + vanished
     with interface_locks(opts.root, wanted, opts.deadline + LOCK_MARGIN, outcome.fail) as held:
         _remove_leftovers(opts, held)
         for ifname in vanished:
             if ifname in held:
                 _remove(opts, ifname, outcome)
-        _setup_links(opts, [link for link in links if link.name in held], outcome)
+        _setup_links(opts, [link for link in links if link.name in held], outcome, every)
     if not links and names is None:
         log.debug("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
 
@@ -320,7 +363,12 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
             )
         elif held:
             started = walk.now()
-            present = {link.name for link in sysfs.list_links(opts.root)}
+            try:
+                present = {link.name for link in _present_links(opts)}
+            except Ec2NetError as exc:
+                # Not recorded: the next timer tries again instead of trusting this walk.
+                outcome.fail(ifname, exc)
+                return _finish(opts, outcome)
             ours = apply.generated_interfaces(opts.netdir) & present
             targets = sorted(ours | {ifname})
             _setup(opts, targets, outcome)
@@ -359,7 +407,31 @@ class Survey:
     primary_mac: str = ""
 
 
-def _survey(opts: Options, links: list[sysfs.Link]) -> Survey:
+def _peers(opts: Options, links: list[sysfs.Link], every: list[sysfs.Link] | None) -> list[str]:
+    """MACs of the other links that hold or may take a routing table of ours: ENIs and links
+    with our files, unless the configuration or udev leaves them alone. Only their device
+    numbers are read, so that a partial run (hotplug `setup eth2`) sees a clash too."""
+    if every is None:
+        try:
+            every = sysfs.list_links(opts.root)
+        except Ec2NetError as exc:
+            log.debug("not comparing device numbers with other links: %s", exc)
+            return []
+    chosen = {link.name for link in links} | {link.mac for link in links}
+    ours = apply.generated_interfaces(opts.netdir)
+    return [
+        link.mac
+        for link in every
+        if not chosen & {link.name, link.mac}
+        and (link.is_eni or link.name in ours)
+        and _unmanaged_reason(opts, link) is None
+    ]
+
+
+def _survey(
+    opts: Options, links: list[sysfs.Link], every: list[sysfs.Link] | None = None
+) -> Survey:
+    """`every`: all links in sysfs, if the caller has listed them already."""
     survey = Survey()
     managed = []
     for link in links:
@@ -373,7 +445,12 @@ def _survey(opts: Options, links: list[sysfs.Link]) -> Survey:
     source = opts.open_source()
     try:
         survey.primary_mac = read_primary_mac(source)
-        results = read_enis(source, [link.mac for link in managed], survey.primary_mac)
+        results = read_enis(
+            source,
+            [link.mac for link in managed],
+            survey.primary_mac,
+            peers=_peers(opts, links, every),
+        )
     except Ec2NetError as exc:
         survey.enis = [(link, exc) for link in managed]
         return survey
@@ -389,9 +466,11 @@ def _survey(opts: Options, links: list[sysfs.Link]) -> Survey:
     return survey
 
 
-def _setup_links(opts: Options, links: list[sysfs.Link], outcome: Outcome) -> None:
+def _setup_links(
+    opts: Options, links: list[sysfs.Link], outcome: Outcome, every: list[sysfs.Link] | None
+) -> None:
     taken: dict[str, str] = {}  # names in use, read once per run when first needed
-    survey = _survey(opts, links)
+    survey = _survey(opts, links, every)
     for link, reason in survey.left_alone:
         _leave_alone(opts, link.name, reason, outcome)
     primary_mac = survey.primary_mac
@@ -453,7 +532,7 @@ def render_snapshot(
     outcome = Outcome()
     primary_mac = read_primary_mac(source)
     macs = list(links.values()) if links else list_macs(source)
-    results = read_enis(source, macs, primary_mac, retry_interval=0)
+    results = read_enis(source, macs, primary_mac)
     good = {mac: r for mac, r in results.items() if isinstance(r, Eni)}
     for mac, result in results.items():
         if not isinstance(result, Eni):
@@ -589,12 +668,18 @@ def check(
     from . import check as checks
 
     outcome = Outcome(routine=True)
-    every = sysfs.list_links(opts.root)
+    findings = []
+    try:
+        every = _present_links(opts)
+        vanished = _vanished(opts, every)
+    except Ec2NetError as exc:
+        every, vanished = [], []
+        findings.append(checks.Finding("*", "not-checked", f"interfaces: {exc}"))
     links = _select_links(opts, names, outcome, every)
-    findings = [checks.Finding(name, "metadata", "no such interface") for name in outcome.failed]
-    for ifname in _vanished(opts, every):
+    findings += [checks.Finding(name, "metadata", "no such interface") for name in outcome.failed]
+    for ifname in vanished:
         findings.append(checks.Finding(ifname, "stale-file", "files for a link that is gone"))
-    survey = _survey(opts, links)
+    survey = _survey(opts, links, every)
     for link, reason in survey.left_alone:
         findings.append(checks.Finding(link.name, "left-alone", reason, "info"))
         if apply.generated_files(opts.netdir, link.name):

@@ -97,6 +97,8 @@ class SnapshotSource:
         return text.split("\n") if text else []
 
     def remaining(self) -> float:
+        # No deadline: a snapshot never changes, so read_enis never asks it again and
+        # "not yet propagated" is final (an error for that ENI) offline.
         return float("inf")
 
 

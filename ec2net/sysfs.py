@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import Ec2NetError, UsageError
 
 # The one check of interface names (argv and sysfs listings) lives in inputs.
 from .inputs import check_ifname as check_ifname
@@ -83,11 +83,17 @@ def get_link(root: Path, name: str) -> Link | None:
 
 
 def list_links(root: Path) -> list[Link]:
-    """Every link with a MAC address, sorted by name."""
+    """Every link with a MAC address, sorted by name; Ec2NetError if sysfs cannot be listed.
+
+    An unlistable /sys/class/net is an environment problem, never "no links": callers delete
+    files of vanished links, so it must not look like an empty listing. Entries that cannot
+    be read are left out (see link_exists to tell them from absent ones).
+    """
+    directory = root / SYS_CLASS_NET
     try:
-        names = sorted(os.listdir(root / SYS_CLASS_NET))
-    except FileNotFoundError:
-        return []
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise Ec2NetError(f"cannot list {directory}: {exc.strerror or exc}") from None
     links = []
     for name in names:
         try:

@@ -194,9 +194,21 @@ def test_render_real_world_fixture(tmp_path: Path) -> None:
     snap.write_text(json.dumps({"meta-data": tree}))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "ec2net", "render", "--metadata", str(snap), "--out", str(out)]
+    # Its defaults are inconsistent: local-ipv4s 172.16.34.43 in subnet 192.0.2.0/24. That is
+    # refused (README "Which metadata is refused") with one line naming key and address ...
+    mac = data["values"]["mac"]
+    refused = subprocess.run(cmd, capture_output=True, text=True)
+    assert refused.returncode == 1 and not read_tree(out)
+    assert (
+        f"ENI {mac}: metadata key 'local-ipv4s': 172.16.34.43 is not in any of 192.0.2.0/24"
+        in refused.stderr
+    )
+    # ... and with that one value made consistent, the rest renders.
+    eni = tree["network"]["interfaces"]["macs"][mac]
+    eni["local-ipv4s"] = "192.0.2.43"
+    snap.write_text(json.dumps({"meta-data": tree}))
     subprocess.run(cmd, check=True, capture_output=True)
     files = read_tree(out)
-    mac = data["values"]["mac"]
     assert f"MACAddress={mac}" in files["70-eth0.network"]
     assert (
         "Destination=" + data["values"]["mac-subnet-ipv4-cidr-block"]

@@ -67,7 +67,7 @@ def test_ipv6_only_and_efa_only() -> None:
         ("local-ipv4s", "10.0.0.1 10.0.0.2", "not an IP address"),
         ("local-ipv4s", "10.0.0.1\n10.0.0.1", "duplicate"),
         ("local-ipv4s", "10.0.0.1\r", "not an IP address"),
-        ("local-ipv4s", "010.0.0.1", "does not appear to be"),
+        ("local-ipv4s", "010.0.0.1", "leading zero"),
         ("local-ipv4s", "", "empty value"),
         ("ipv6s", "fe80::1%eth0", "not an IP address"),
         ("ipv6s", "10.0.0.1", "not an IPv6 address"),
