@@ -215,9 +215,11 @@ class Connection:
             raise TransportError(f"Content-Length {response.length} is over {_BODY_LIMIT}", None)
         limits.budget += MAX_BODY + MAX_HEAD
         limits.spending = f"response body over {_BODY_LIMIT}"
-        body = response.read(MAX_BODY + 1)
+        body = response.read(MAX_BODY + 1)  # all of it, or what came before the end of stream
         if len(body) > MAX_BODY:
             raise _TooLarge(limits.spending)
+        if response.length:  # http.client counts down what Content-Length announced
+            raise http.client.IncompleteRead(body, response.length)
         if not response.isclosed():
             self.close()  # bytes left over: the next request gets a fresh connection
         return Reply(response.status, body, response.getheader("Retry-After"))
