@@ -206,13 +206,18 @@ class Connection:
         if method == "PUT":
             conn.putheader("Content-Length", "0")
         conn.endheaders()
-        response = conn.getresponse()
+        # Closed on every way out, so a failed read leaves no socket open for the collector.
+        with conn.getresponse() as response:
+            return self._read(response)
+
+    def _read(self, response: http.client.HTTPResponse) -> Reply:
         if response.status < 200:
             raise TransportError(f"unexpected interim response HTTP {response.status}", "read")
         _check_coding(response, "Content-Encoding", ("", "identity"))
         _check_coding(response, "Transfer-Encoding", ("", "identity", "chunked"))
         if response.length is not None and response.length > MAX_BODY:
             raise TransportError(f"Content-Length {response.length} is over {_BODY_LIMIT}", None)
+        limits = self._limits
         limits.budget += MAX_BODY + MAX_HEAD
         limits.spending = f"response body over {_BODY_LIMIT}"
         body = response.read(MAX_BODY + 1)  # all of it, or what came before the end of stream
