@@ -28,9 +28,9 @@ MAX_BODY = 1024 * 1024
 # Status line and headers, including any interim (1xx) responses before them; the same again
 # is allowed on top of the body for chunk framing and trailers.
 MAX_HEAD = 64 * 1024
-# Only these paths are ever sent (meta-data keys, MACs and the token path).
 _BODY_LIMIT = f"{MAX_BODY >> 20} MiB"
 _HEAD_LIMIT = f"{MAX_HEAD >> 10} KiB"
+# Only these paths are ever sent (meta-data keys, MACs and the token path).
 _PATH_RE = re.compile(r"/[A-Za-z0-9/._:~-]*")
 _SHOWN_CHARS = 60
 
@@ -45,10 +45,6 @@ class TransportError(Exception):
         self.retry = retry
 
 
-class _TooLarge(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -56,10 +52,8 @@ class Reply:
     retry_after: str | None
 
 
-def shown(text: str | bytes) -> str:
+def shown(text: str) -> str:
     """`text` quoted, escaped and shortened, for a one-line message."""
-    if isinstance(text, bytes):
-        text = text.decode("latin-1")
     quoted = repr(text[:_SHOWN_CHARS])
     return quoted + "..." if len(text) > _SHOWN_CHARS else quoted
 
@@ -71,7 +65,7 @@ class _Limits:
         self.deadline_at = deadline_at
         self.read_timeout = read_timeout
         self.budget = 0
-        self.spending = ""  # what the budget is for, named when it runs out
+        self.spending = ""  # what the budget is for: the reason given when it runs out
 
     def timeout(self) -> float:
         left = self.deadline_at - time.monotonic()
@@ -98,7 +92,8 @@ class _Socket:
     def recv_into(self, buffer: WriteableBuffer) -> int:
         limits = self._limits
         if limits.budget <= 0:
-            raise _TooLarge(limits.spending)
+            # Raised through http.client, which lets it pass: the exchange ends here.
+            raise TransportError(limits.spending, None)
         self._sock.settimeout(limits.timeout())
         received = self._sock.recv_into(memoryview(buffer).cast("B")[: limits.budget])
         limits.budget -= received
@@ -158,9 +153,6 @@ class Connection:
         except TransportError:
             self.close()
             raise
-        except _TooLarge as exc:
-            self.close()
-            raise TransportError(str(exc), None) from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # ValueError: http.client does not catch every malformed chunk size itself.
             self.close()
@@ -222,7 +214,7 @@ class Connection:
         limits.spending = f"response body over {_BODY_LIMIT}"
         body = response.read(MAX_BODY + 1)  # all of it, or what came before the end of stream
         if len(body) > MAX_BODY:
-            raise _TooLarge(limits.spending)
+            raise TransportError(limits.spending, None)
         if response.length:  # http.client counts down what Content-Length announced
             raise http.client.IncompleteRead(body, response.length)
         if not response.isclosed():
