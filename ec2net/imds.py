@@ -6,19 +6,15 @@ process, so a unit using this never hangs a boot or piles up behind a dead metad
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
 import time
-from collections.abc import Sequence
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
-from urllib3.util.retry import Retry
+from collections.abc import Mapping, Sequence
 
 from . import __version__
 from .errors import ImdsError
+from .transport import Connection, Reply, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -27,45 +23,37 @@ TOKEN_PATH = "/latest/api/token"
 METADATA_PREFIX = "/latest/meta-data/"
 # A run needs the token for seconds; a short TTL limits what a leaked token is worth.
 TOKEN_TTL_SECONDS = 300
+MAX_TOKEN_CHARS = 4096
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 MIN_ATTEMPT_SECONDS = 0.2
+# Back-off before the n-th retry of a request: 0.1 s doubling, capped, plus jitter.
+BACKOFF_FIRST = 0.1
+BACKOFF_CAP = 2.0
+BACKOFF_JITTER = 0.2
+USER_AGENT = f"ec2-net-utils/{__version__}"
 
 
-class DeadlineRetry(Retry):
-    """urllib3 Retry whose back-offs and Retry-After waits never pass an absolute deadline.
+class _Retries:
+    """What one request may still retry: counted per kind and in total, as well as bounded by
+    the deadline, so that one persistently failing path cannot use up the time the other ENIs
+    need."""
 
-    The back-off cap and jitter are applied here rather than through Retry's `backoff_max`
-    and `backoff_jitter` arguments, which urllib3 1.26 (Debian 12, Amazon Linux 2023) lacks.
-    """
+    def __init__(self, *, connect: int = 3) -> None:
+        self.left = {"connect": connect, "read": 3, "status": 5}
+        self.total = 6
+        self.done = 0
 
-    BACKOFF_CAP = 2.0
-    BACKOFF_JITTER = 0.2
+    def take(self, kind: str) -> bool:
+        if self.done >= self.total or self.left[kind] <= 0:
+            return False
+        self.left[kind] -= 1
+        self.done += 1
+        return True
 
-    def __init__(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
-
-    def new(self, **kw: Any) -> DeadlineRetry:
-        kw.setdefault("deadline", self.deadline)
-        return super().new(**kw)
-
-    def _remaining(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
-
-    def is_exhausted(self) -> bool:
-        return super().is_exhausted() or self._remaining() <= 0
-
-    def get_backoff_time(self) -> float:
-        backoff = super().get_backoff_time()
-        if backoff > 0:
-            backoff = min(backoff, self.BACKOFF_CAP) + random.uniform(0, self.BACKOFF_JITTER)
-        return max(0.0, min(backoff, self._remaining()))
-
-    def get_retry_after(self, response: Any) -> float | None:
-        retry_after = super().get_retry_after(response)
-        if retry_after is None:
-            return None
-        return max(0.0, min(retry_after, self._remaining()))
+    def backoff(self) -> float:
+        delay = min(BACKOFF_FIRST * 2.0 ** (self.done - 1), BACKOFF_CAP)
+        return delay + random.uniform(0, BACKOFF_JITTER)
 
 
 class ImdsClient:
@@ -81,43 +69,26 @@ class ImdsClient:
     ) -> None:
         if not endpoints:
             raise ValueError("no IMDS endpoint")
-        self._endpoints = tuple(e.rstrip("/") for e in endpoints)
         self._deadline_at = time.monotonic() + deadline
-        self._timeouts = (connect_timeout, read_timeout)
+        # One keep-alive connection per endpoint. Proxy variables are never looked at: IMDS is
+        # link-local, and a proxy would only break it.
+        self._connections = {
+            url: Connection(
+                url,
+                deadline_at=self._deadline_at,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            )
+            for url in (e.rstrip("/") for e in endpoints)
+        }
         self._endpoint: str | None = None
         self._token: str | None = None
         self._cache: dict[str, str | None] = {}
         self.request_count = 0
-        self._session = requests.Session()
-        # IMDS is link-local: a proxy from the environment would only break it.
-        self._session.trust_env = False
-        self._session.headers["User-Agent"] = f"ec2-net-utils/{__version__}"
-        # Retries are counted per request as well as bounded by the deadline, so that one
-        # persistently failing path cannot use up the time the other ENIs need.
-        retry = DeadlineRetry(
-            total=6,
-            connect=3,
-            read=3,
-            status=5,
-            other=0,
-            redirect=0,
-            allowed_methods=frozenset({"GET", "PUT"}),
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=0.1,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            deadline=self._deadline_at,
-        )
-        self._session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=1))
-        # Token requests do not retry connection failures themselves: _fetch_token rotates
-        # through the endpoints instead, so an unreachable IPv4 endpoint on an IPv6-only
-        # instance costs one connect timeout per round, not the whole deadline.
-        token_retry = retry.new(connect=0)
-        for endpoint in self._endpoints:
-            self._session.mount(endpoint + TOKEN_PATH, HTTPAdapter(max_retries=token_retry))
 
     def close(self) -> None:
-        self._session.close()
+        for connection in self._connections.values():
+            connection.close()
 
     def __enter__(self) -> ImdsClient:
         return self
@@ -143,37 +114,47 @@ class ImdsClient:
             return None
         return [line for line in text.split("\n") if line]
 
-    def _timeout(self) -> tuple[float, float]:
-        remaining = self.remaining()
-        if remaining <= 0:
-            raise TimeoutError
-        connect, read = self._timeouts
-        return (min(connect, remaining), min(read, remaining))
-
-    def _request(self, method: str, url: str, headers: dict[str, str]) -> requests.Response:
+    def _request(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        headers: Mapping[str, str],
+        retries: _Retries,
+    ) -> Reply:
+        """One request with its retries; the last answer once retrying is over."""
+        url = endpoint + path
+        headers = {"User-Agent": USER_AGENT, **headers}
         self.request_count += 1
-        started = time.monotonic()
-        try:
-            response = self._session.request(
-                method, url, headers=headers, timeout=self._timeout(), allow_redirects=False
-            )
-        except TimeoutError:
-            raise ImdsError(url, "deadline reached") from None
-        except requests.RequestException as exc:
-            raise ImdsError(url, _describe(exc)) from None
-        log.debug(
-            "%s %s -> %d (%.0f ms)",
-            method,
-            url,
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-        )
-        return response
+        failure = "deadline reached"
+        while self.remaining() > 0:
+            started = time.monotonic()
+            try:
+                reply = self._connections[endpoint].exchange(method, path, headers)
+            except TransportError as exc:
+                log.debug("%s %s: %s", method, url, exc.reason)
+                if exc.retry is None or not retries.take(exc.retry):
+                    raise ImdsError(url, exc.reason) from None
+                failure = exc.reason
+                self._pause(retries.backoff())
+                continue
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.debug("%s %s -> %d (%.0f ms)", method, url, reply.status, elapsed_ms)
+            if reply.status not in RETRY_STATUSES or not retries.take("status"):
+                return reply
+            wait = _retry_after(reply) if reply.status in RETRY_AFTER_STATUSES else None
+            self._pause(retries.backoff() if wait is None else wait)
+            if self.remaining() <= 0:
+                return reply
+        raise ImdsError(url, failure)
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(max(0.0, min(seconds, self.remaining())))
 
     def _fetch_token(self) -> None:
         """Get a session token, trying each endpoint in turn until the deadline."""
         headers = {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)}
-        candidates = (self._endpoint,) if self._endpoint else self._endpoints
+        candidates = (self._endpoint,) if self._endpoint else tuple(self._connections)
         last_error = "no endpoint answered"
         delay = 0.2
         while True:
@@ -182,62 +163,73 @@ class ImdsClient:
                 # instead of the real cause of the earlier failures.
                 if self.remaining() < MIN_ATTEMPT_SECONDS:
                     break
+                # Connection failures are not retried per request here: the endpoints are
+                # rotated instead, so an unreachable IPv4 endpoint on an IPv6-only instance
+                # costs one connect timeout per round, not the whole deadline.
                 try:
-                    response = self._request("PUT", endpoint + TOKEN_PATH, headers)
+                    reply = self._request("PUT", endpoint, TOKEN_PATH, headers, _Retries(connect=0))
                 except ImdsError as exc:
                     last_error = exc.reason
                     continue
-                if response.status_code == 200 and response.text.strip():
-                    self._endpoint, self._token = endpoint, response.text.strip()
+                if reply.status == 200:
+                    self._endpoint, self._token = endpoint, _token(reply.body)
                     return
-                reason = f"token request answered HTTP {response.status_code}"
-                if response.status_code == 403:
+                reason = f"token request answered HTTP {reply.status}"
+                if reply.status == 403:
                     reason += " (IMDS disabled, or the request was not allowed)"
                 raise ImdsError(TOKEN_PATH, reason)
             remaining = self.remaining()
             if remaining < MIN_ATTEMPT_SECONDS:
                 raise ImdsError(TOKEN_PATH, f"{last_error}; gave up at the deadline")
             time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, BACKOFF_CAP)
 
-    def _authorized_get(self, path: str) -> requests.Response:
+    def _authorized_get(self, path: str) -> Reply:
         if self._token is None:
             self._fetch_token()
         assert self._endpoint is not None and self._token is not None
-        return self._request(
-            "GET", self._endpoint + path, {"X-aws-ec2-metadata-token": self._token}
-        )
+        headers = {"X-aws-ec2-metadata-token": self._token}
+        return self._request("GET", self._endpoint, path, headers, _Retries())
 
     def _get(self, path: str) -> str | None:
-        response = self._authorized_get(path)
-        if response.status_code == 401:
+        reply = self._authorized_get(path)
+        if reply.status == 401:
             # The token expired or IMDS restarted: get one new token and try once more.
             log.debug("token rejected, requesting a new one")
             self._token = None
-            response = self._authorized_get(path)
-            if response.status_code == 401:
+            reply = self._authorized_get(path)
+            if reply.status == 401:
                 raise ImdsError(path, "token rejected twice (HTTP 401)")
-        if response.status_code == 404:
+        if reply.status == 404:
             return None
-        if response.status_code != 200:
-            raise ImdsError(path, f"HTTP {response.status_code}")
+        if reply.status != 200:
+            raise ImdsError(path, f"HTTP {reply.status}")
         try:
-            return response.content.decode("utf-8")
+            return reply.body.decode("utf-8")
         except UnicodeDecodeError:
             raise ImdsError(path, "response is not UTF-8 text") from None
 
 
-def _describe(exc: requests.RequestException) -> str:
-    """A short cause for the log line; requests wraps urllib3's error of the last attempt."""
-    cause: object = exc.args[0] if exc.args else exc
-    cause = getattr(cause, "reason", cause)  # MaxRetryError -> the last attempt's error
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
-    if isinstance(cause, NewConnectionError):
-        return f"connection failed: {str(cause).rpartition(': ')[2]}"
-    if isinstance(exc, requests.ConnectTimeout) or isinstance(cause, ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
-        return "read timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return f"connection failed: {cause}"
-    return f"{type(exc).__name__}: {cause}"
+def _token(body: bytes) -> str:
+    """The session token from a 200 answer, checked before it is ever sent as a header."""
+    text = body.strip().decode("ascii", "replace")
+    if not text:
+        raise ImdsError(TOKEN_PATH, "empty token")
+    if len(text) > MAX_TOKEN_CHARS:
+        raise ImdsError(TOKEN_PATH, f"token of {len(text)} characters is too long")
+    if not text.isprintable() or not text.isascii() or " " in text:
+        raise ImdsError(TOKEN_PATH, "token is not printable ASCII without spaces")
+    return text
+
+
+def _retry_after(reply: Reply) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta-seconds or HTTP-date); None if absent
+    or unreadable, in which case the usual back-off applies."""
+    value = (reply.retry_after or "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else email.utils.mktime_tz(parsed) - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

@@ -18,9 +18,9 @@ from instance_builder import example
 from ec2net import cli, imds, render  # noqa: F401 (loaded before pyfakefs starts, see below)
 from ec2net.layout import templates_dir
 
-# ec2net imports requests and jinja2 lazily. Modules first imported while pyfakefs is active
-# are unloaded again when it stops, which leaves requests half re-imported in the next test
-# ("You can only merge into CookieJar"); importing them here, up front, avoids that.
+# ec2net imports its IMDS client (http.client) and jinja2 lazily. Modules first imported while
+# pyfakefs is active are unloaded again when it stops, and a package half re-imported in the
+# next test breaks in odd ways; importing them here, up front, avoids that.
 
 EXAMPLES_DIR = Path(cli.__file__).parent / "examples"
 # Resolved before pyfakefs hides the real file system.

@@ -33,13 +33,3 @@ fi
 "$VENV/bin/ruff" format --check ec2net tests
 "$VENV/bin/mypy" ec2net
 "$VENV/bin/python" -m pytest "$@"
-
-# Debian 12 and Amazon Linux 2023 ship urllib3 1.26: the IMDS client and the fault matrix
-# run once more against it (skipped when pytest arguments select something else).
-if [[ $# -eq 0 ]]; then
-    OLD=${EC2NET_TEST_VENV_URLLIB3_1:-.venv-urllib3-1}
-    [[ -x "$OLD/bin/python" ]] || python3 -m venv "$OLD"
-    "$OLD/bin/python" -m pip install -q 'urllib3<2' requests jinja2 pytest pyfakefs
-    PYTHONPATH=. "$OLD/bin/python" -m pytest -q -p no:cacheprovider \
-        tests/test_imds_client.py tests/test_faults.py
-fi

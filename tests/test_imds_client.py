@@ -158,3 +158,20 @@ def test_proxy_environment_is_ignored(mock: ImdsMock, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HTTP_PROXY", dead_endpoint())
     with client(mock) as imds:
         assert imds.get("mac") == "0e:49:61:0f:c3:11"
+
+
+def test_status_retries_are_counted_per_request(mock: ImdsMock) -> None:
+    """5 retries of a persistent 500, then its answer; the next path gets its own 5."""
+    mock.add_fault(MAC, status=500, count=None)
+    with client(mock, deadline=20.0) as imds:
+        with pytest.raises(ImdsError, match="mac: HTTP 500"):
+            imds.get("mac")
+        assert mock.count(MAC) == 6
+        assert imds.get("instance-id") == "i-0123456789abcdef0"
+
+
+def test_dropped_connections_are_retried_three_times(mock: ImdsMock) -> None:
+    mock.add_fault(MAC, close=True, count=None)
+    with client(mock) as imds, pytest.raises(ImdsError, match="connection closed"):
+        imds.get("mac")
+    assert mock.count(MAC) == 4
