@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_tree
+from conftest import del_link, read_tree
 from imds_mock import ImdsMock
 from instance_builder import eni_node, example
 from robust_util import (
@@ -296,7 +296,7 @@ def test_broken_state_record(cli: RealCli, kind: str) -> None:
         assert (cli.root / STATE / "eth1.json").is_file()
         assert cli("refresh", "--all").code == 0
     # remove: the record is forgotten (or reported), the files go either way
-    (cli.root / "sys/class/net/eth1/address").unlink()
+    del_link(cli.root, "eth1")
     removed = cli("remove", "eth1")
     assert removed.code == (1 if kind in UNWRITABLE else 0)
     assert not [p for p in cli.tree() if "eth1" in p]
@@ -400,7 +400,7 @@ def test_foreign_dropin_is_never_deleted(cli: RealCli, name: str, how: str) -> N
         assert cli("remove", "eth1").code == 0
         assert os.listdir(dropins) == [name]
     else:
-        (cli.root / "sys/class/net/eth1/address").unlink()  # detached
+        del_link(cli.root, "eth1")  # detached
         assert cli("setup", "--all").code == 0
         assert os.listdir(dropins) == [name]
     assert foreign.read_text() == CNI
@@ -493,7 +493,7 @@ def test_leftovers_of_killed_runs_are_removed_per_interface(cli: RealCli) -> Non
     assert "left behind by an interrupted run" in run.log
     for path in mine:
         path.write_text("half")
-    (cli.root / "sys/class/net/eth1/address").unlink()
+    del_link(cli.root, "eth1")
     assert cli("remove", "eth1").code == 0
     assert [p for p in mine if p.exists()] == []
 
