@@ -9,7 +9,7 @@ systemd-journald, systemd-udevd, dbus and systemd-networkd, and ec2-net-utils in
 2. a hot-added eth2 is picked up by udev (our rule's ``SYSTEMD_WANTS``), which starts
    ``ec2-net-utils@eth2.service`` and through it ``ec2-net-utils-refresh@eth2.timer``;
 3. deleting eth2 removes its device unit, so ``BindsTo=`` stops the unit, whose
-   ``ExecStop=`` deletes the 70-eth2 files; eth0 and eth1 are untouched.
+   ``ExecStopPost=`` deletes the 70-eth2 files; eth0 and eth1 are untouched.
 
 All of it with the units' full hardening (units/hardening.conf). On failure the instance's
 journal is printed and the lab's workdir (console log, dnsmasq, IMDS logs) kept.
@@ -241,7 +241,7 @@ def test_hotplug_then_detach(lab: Pid1Lab) -> None:
         lambda: lab.route_get(REMOTE_PEER, DHCP["eth2"])["dev"] == "eth2", 20, "eth2's table"
     )
 
-    # Hot-detach: the device unit goes, BindsTo= stops the unit and its timer, ExecStop=
+    # Hot-detach: the device unit goes, BindsTo= stops the unit and its timer, ExecStopPost=
     # (`ec2net remove --if-gone eth2`) deletes our files.
     lab.del_eni("eth2")
     lab.wait_for(
