@@ -80,14 +80,17 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from netlab import (
     DEFAULT_PREFIX,
     INSTANCE_HOSTNAME,
+    REPO_ROOT,
     Lab,
     LabError,
     _pid_alive,
@@ -100,6 +103,12 @@ from netlab import (
 
 SYSTEMD = "/lib/systemd/systemd"
 INSTALL_PREFIX = "/usr/local"  # meson -Dprefix; systemd and udev search below it
+SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter the installed units run
+# Python packages the tool needs, copied with their dependencies from the test environment
+# into the instance's /usr/local (as `pip install --prefix /usr/local` would): the versions
+# the rest of the suite tests, whatever Debian packages happen to be installed (those come
+# later on the system python's path).
+TOOL_DEPENDENCIES = ("requests", "jinja2")
 
 
 def _cgroup2_root() -> Path:
@@ -213,6 +222,76 @@ def _remove_cgroup(path: Path, timeout: float) -> bool:
         time.sleep(0.1)
 
 
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if path is None:
+        raise LabError(f"{name} not found: tests/run.sh installs it")
+    return path
+
+
+def _system_purelib() -> str:
+    """Where the system python looks for /usr/local packages, relative to /usr/local."""
+    out = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not out.startswith(INSTALL_PREFIX + "/"):
+        raise LabError(f"{SYSTEM_PYTHON} does not look below {INSTALL_PREFIX}: {out}")
+    return os.path.relpath(out, INSTALL_PREFIX)
+
+
+def _copy_distribution(name: str, target: Path, seen: set[str]) -> None:
+    """Copy an installed distribution and its (non-extra) requirements into ``target``."""
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if key in seen:
+        return
+    seen.add(key)
+    dist = metadata.distribution(name)
+    base = Path(str(dist.locate_file("")))
+    for rel in dist.files or []:
+        if str(rel).startswith("..") or "__pycache__" in str(rel):
+            continue
+        source = base / rel
+        if source.is_file():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / rel)
+    for requirement in dist.requires or []:
+        if "extra ==" in requirement:
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if match:
+            _copy_distribution(match.group(0), target, seen)
+
+
+def meson_destdir(base: Path) -> Path:
+    """``meson install --destdir`` of the source tree (prefix /usr/local, the system python)
+    into ``base/dest``, plus the tool's Python dependencies; returns the destdir."""
+    build, dest = base / "build", base / "dest"
+    purelib = _system_purelib()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    setup = [_tool("meson"), "setup", str(build), str(REPO_ROOT), f"-Dprefix={INSTALL_PREFIX}"]
+    setup += [f"-Dpython={SYSTEM_PYTHON}", f"-Dpython.purelibdir={purelib}"]
+    setup += ["-Dpython.bytecompile=-1"]
+    for cmd in (setup, [_tool("meson"), "install", "-C", str(build), "--destdir", str(dest)]):
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        if result.returncode != 0:
+            raise LabError(f"{cmd[1]} failed:\n{result.stdout}{result.stderr}")
+    seen: set[str] = set()
+    for name in TOOL_DEPENDENCIES:
+        _copy_distribution(name, dest / INSTALL_PREFIX.lstrip("/") / purelib, seen)
+    return dest
+
+
+def lab_fallback(dest: Path) -> str:
+    """The installed fallback, matching the lab's veth ENIs by name instead of by driver."""
+    text = (dest / INSTALL_PREFIX.lstrip("/") / "lib/systemd/network/80-ec2.network").read_text()
+    if "Driver=ena ixgbevf vif" not in text:
+        raise LabError("the installed 80-ec2.network no longer matches Driver=ena ixgbevf vif")
+    return text.replace("Driver=ena ixgbevf vif", "Name=eth*")
+
+
 class Pid1Lab(Lab):
     """netlab's VPC + an instance booted by systemd as PID 1 (see the module docstring).
 
@@ -221,6 +300,10 @@ class Pid1Lab(Lab):
     ``fallback``: text of the lab's ``/etc/systemd/network/80-ec2.network``, an override of
     the installed fallback of the same name.
     ``environment``: PID 1's ``DefaultEnvironment=`` (every unit's environment).
+    ``config``: text of ``/etc/ec2-net-utils.conf`` (must keep ``[Main] Enable=yes``).
+    ``unit_dropins``: extra files under ``/run/systemd/system``, e.g.
+    ``{"ec2-net-utils-refresh@.timer.d/ec2lab.conf": "[Timer]\\n..."}`` (name them
+    ``*ec2lab*``: lab-only adjustments).
     """
 
     def __init__(
@@ -229,6 +312,8 @@ class Pid1Lab(Lab):
         fallback: str,
         environment: dict[str, str] | None = None,
         log_level: str = "info",
+        config: str = CONFIG,
+        unit_dropins: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("ipv6", False)
@@ -237,6 +322,8 @@ class Pid1Lab(Lab):
         self.fallback = fallback
         self.environment = dict(environment or {})
         self.log_level = log_level
+        self.config = config
+        self.unit_dropins = dict(unit_dropins or {})
         self.boot_proc: subprocess.Popen[Any] | None = None
         self.pid1: int | None = None
         self.cgroup = CGROUP2_ROOT / _cgroup_name(self)
@@ -312,6 +399,9 @@ class Pid1Lab(Lab):
         dropin = system / "ec2-net-utils.service.d"
         dropin.mkdir()
         (dropin / "ec2lab.conf").write_text(BOOT_UNIT_DROPIN)
+        for rel, text in self.unit_dropins.items():
+            (system / rel).parent.mkdir(parents=True, exist_ok=True)
+            (system / rel).write_text(text)
 
         conf = stage / "systemd/system.conf.d"
         conf.mkdir()
@@ -397,7 +487,7 @@ class Pid1Lab(Lab):
             " -o lowerdir=/etc,upperdir=/run/ec2lab/etc/upper,workdir=/run/ec2lab/etc/work /etc",
             "rm -rf /etc/systemd/system /etc/systemd/network /etc/udev/rules.d",
             "mkdir -p /etc/systemd/system /etc/systemd/network /etc/udev/rules.d",
-            f"printf %s {shlex.quote(CONFIG)} > /etc/ec2-net-utils.conf",
+            f"printf %s {shlex.quote(self.config)} > /etc/ec2-net-utils.conf",
             f"printf %s {shlex.quote(self.fallback)} > /etc/systemd/network/80-ec2.network",
             f"echo {INSTANCE_HOSTNAME} > /etc/hostname",
             # The host's udev rules for network devices only (see HOST_NET_RULES).

@@ -9,7 +9,7 @@ systemd-journald, systemd-udevd, dbus and systemd-networkd, and ec2-net-utils in
 2. a hot-added eth2 is picked up by udev (our rule's ``SYSTEMD_WANTS``), which starts
    ``ec2-net-utils@eth2.service`` and through it ``ec2-net-utils-refresh@eth2.timer``;
 3. deleting eth2 removes its device unit, so ``BindsTo=`` stops the unit, whose
-   ``ExecStop=`` deletes the 70-eth2 files; eth0 and eth1 are untouched.
+   ``ExecStopPost=`` deletes the 70-eth2 files; eth0 and eth1 are untouched.
 
 All of it with the units' full hardening (units/hardening.conf). On failure the instance's
 journal is printed and the lab's workdir (console log, dnsmasq, IMDS logs) kept.
@@ -20,18 +20,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netlab import NEEDS_ROOT, REMOTE_PEER, VPC_GATEWAY, VPC_SUBNET, LabError, _netns_list
-from pid1lab import INSTALL_PREFIX, Pid1Lab
+from pid1lab import INSTALL_PREFIX, SYSTEM_PYTHON, Pid1Lab, lab_fallback, meson_destdir
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 from instance_builder import eni, instance  # noqa: E402
 
-SYSTEM_PYTHON = "/usr/bin/python3"
 NETDIR = "/run/systemd/network"
 ETH0 = eni("02:00:00:00:00:10", 0, ipv4s=["192.0.2.10"], subnet4=VPC_SUBNET)
 ETH1 = eni("02:00:00:00:00:11", 1, ipv4s=["192.0.2.11", "192.0.2.21"], subnet4=VPC_SUBNET)
@@ -53,53 +49,6 @@ BOOT_FILES = {
     "70-eth1.network.d/ec2net_alias.conf",
     "70-eth1.network.d/ec2net_policy_4.conf",
 }
-# Python packages the tool needs, copied with their dependencies from the test environment
-# into the instance's /usr/local (as `pip install --prefix /usr/local` would): the versions
-# the rest of the suite tests, whatever Debian packages happen to be installed (those come
-# later on the system python's path).
-TOOL_DEPENDENCIES = ("requests", "jinja2")
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name, path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    if path is None:
-        pytest.fail(f"{name} not found: tests/run.sh installs it")
-    return path
-
-
-def _system_purelib() -> str:
-    """Where the system python looks for /usr/local packages, relative to /usr/local."""
-    out = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert out.startswith(INSTALL_PREFIX + "/"), out
-    return os.path.relpath(out, INSTALL_PREFIX)
-
-
-def _copy_distribution(name: str, target: Path, seen: set[str]) -> None:
-    """Copy an installed distribution and its (non-extra) requirements into ``target``."""
-    key = re.sub(r"[-_.]+", "-", name).lower()
-    if key in seen:
-        return
-    seen.add(key)
-    dist = metadata.distribution(name)
-    base = Path(str(dist.locate_file("")))
-    for rel in dist.files or []:
-        if str(rel).startswith("..") or "__pycache__" in str(rel):
-            continue
-        source = base / rel
-        if source.is_file():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / rel)
-    for requirement in dist.requires or []:
-        if "extra ==" in requirement:
-            continue
-        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
-        if match:
-            _copy_distribution(match.group(0), target, seen)
 
 
 @pytest.fixture(scope="module")
@@ -107,27 +56,7 @@ def destdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``meson install --destdir`` of the tree, prefix /usr/local, for the system python."""
     if os.geteuid() != 0:
         pytest.skip(NEEDS_ROOT)
-    base = tmp_path_factory.mktemp("pid1-meson")
-    build, dest = base / "build", base / "dest"
-    purelib = _system_purelib()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    setup = [_tool("meson"), "setup", str(build), str(REPO), f"-Dprefix={INSTALL_PREFIX}"]
-    setup += [f"-Dpython={SYSTEM_PYTHON}", f"-Dpython.purelibdir={purelib}"]
-    setup += ["-Dpython.bytecompile=-1"]
-    for cmd in (setup, [_tool("meson"), "install", "-C", str(build), "--destdir", str(dest)]):
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-    seen: set[str] = set()
-    for name in TOOL_DEPENDENCIES:
-        _copy_distribution(name, dest / INSTALL_PREFIX.lstrip("/") / purelib, seen)
-    return dest
-
-
-def _fallback(dest: Path) -> str:
-    """The installed fallback, matching the lab's veth ENIs by name instead of by driver."""
-    text = (dest / "usr/local/lib/systemd/network/80-ec2.network").read_text()
-    assert "Driver=ena ixgbevf vif" in text
-    return text.replace("Driver=ena ixgbevf vif", "Name=eth*")
+    return meson_destdir(tmp_path_factory.mktemp("pid1-meson"))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +64,7 @@ def booted(destdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """One boot for the module: eth0 (primary) and eth1 present, IMDS knows eth0..eth1."""
     snapshot = tmp_path_factory.mktemp("pid1-imds") / "snapshot.json"
     snapshot.write_text(json.dumps(instance(ETH0["mac"], ETH0, ETH1)))
-    lab = Pid1Lab(destdir, _fallback(destdir))
+    lab = Pid1Lab(destdir, lab_fallback(destdir))
     with lab:
         lab.start_imds(snapshot)
         lab.add_eni("eth0", ETH0["mac"], ipv4=DHCP["eth0"])
@@ -312,7 +241,7 @@ def test_hotplug_then_detach(lab: Pid1Lab) -> None:
         lambda: lab.route_get(REMOTE_PEER, DHCP["eth2"])["dev"] == "eth2", 20, "eth2's table"
     )
 
-    # Hot-detach: the device unit goes, BindsTo= stops the unit and its timer, ExecStop=
+    # Hot-detach: the device unit goes, BindsTo= stops the unit and its timer, ExecStopPost=
     # (`ec2net remove --if-gone eth2`) deletes our files.
     lab.del_eni("eth2")
     lab.wait_for(
