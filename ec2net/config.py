@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import inputs
+from . import safeio
 from .errors import UsageError, one_line, quote, quote_path
 from .inputs import is_ascii_digits, parse_endpoint, parse_seconds
 from .model import parse_mac
@@ -155,15 +155,13 @@ def _parse_file(path: Path) -> configparser.ConfigParser:
     """One file, strictly: a duplicate section or key within it is an error naming its line."""
     where = quote_path(path)
     try:
-        data = inputs.read_regular_file(path, MAX_CONFIG_BYTES)
+        data = safeio.read_bytes(path, MAX_CONFIG_BYTES, follow_symlinks=True)
         # utf-8-sig: a byte order mark at the start (some Windows editors add one) is dropped.
-        text = data.decode("utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"configuration {where}: cannot read: {exc.strerror}") from None
+        text = (data or b"").decode("utf-8-sig")
+    except safeio.UnreadableFile as exc:
+        raise UsageError(f"configuration {where}: {exc.reason}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"configuration {where}: not UTF-8 (at byte {exc.start})") from None
-    except ValueError as exc:
-        raise UsageError(f"configuration {where}: {exc}") from None
     # Option names stay case-sensitive, as in systemd's own INI files.
     parser = configparser.ConfigParser(
         interpolation=None, strict=True, default_section=_NO_DEFAULTS

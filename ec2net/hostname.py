@@ -16,8 +16,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ApplyError, MetadataError, quote, quote_path
-from .inputs import read_regular_file
+from . import safeio
+from .errors import ApplyError, Ec2NetError, MetadataError, quote, quote_path
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ MAX_HOSTNAME_FILE = 4096
 def static_hostname(root: Path) -> str | None:
     """The configured static hostname, or None when there is none (or only a placeholder)."""
     try:
-        text = read_regular_file(root / HOSTNAME_FILE, MAX_HOSTNAME_FILE).decode("utf-8")
-    except (OSError, ValueError):
+        data = safeio.read_bytes(root / HOSTNAME_FILE, MAX_HOSTNAME_FILE, follow_symlinks=True)
+        text = (data or b"").decode("utf-8")
+    except (Ec2NetError, ValueError):
         return None  # missing, unreadable, not UTF-8, a FIFO, ...: no usable static hostname
     for line in text.splitlines():
         name = line.strip()

@@ -9,14 +9,12 @@ exit (entry.py) checks its arguments with these before anything heavy is loaded.
 from __future__ import annotations
 
 import os
-import stat
 
 from .errors import UsageError, one_line, quote
 
 # Not typing.TYPE_CHECKING: importing typing would double the early exit's import time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
 
 # Kernel limit IFNAMSIZ (16) includes the terminating NUL.
@@ -153,40 +151,6 @@ def parse_seconds(value: str) -> float:
     ):
         raise ValueError(f"expected seconds between 0 and {MAX_SECONDS:.0f}, got {quote(value)}")
     return float(text)
-
-
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """The contents of `path`, which must be a regular file of at most `limit` bytes.
-
-    Checked before opening (a FIFO would block the open or the read, a device such as
-    /dev/zero never ends, opening some devices has side effects) and again on the open file,
-    in case it was replaced in between. OSError as from open(); ValueError saying what is
-    wrong with the file otherwise.
-    """
-    _check_regular(os.stat(path), limit)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        _check_regular(os.fstat(fd), limit)
-        chunks = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise ValueError(f"larger than {limit} bytes")
-    return b"".join(chunks)
-
-
-def _check_regular(status: os.stat_result, limit: int) -> None:
-    if not stat.S_ISREG(status.st_mode):
-        raise ValueError("not a regular file")
-    if status.st_size > limit:
-        raise ValueError(f"larger than {limit} bytes")
 
 
 # JSON from a file (a metadata snapshot): far deeper than any IMDS tree (6 levels), far

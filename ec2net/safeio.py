@@ -61,15 +61,23 @@ def kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_bytes(path: Path | str, limit: int = MAX_BYTES, *, truncate: bool = False) -> bytes | None:
+def read_bytes(
+    path: Path | str,
+    limit: int = MAX_BYTES,
+    *,
+    truncate: bool = False,
+    follow_symlinks: bool = False,
+) -> bytes | None:
     """The content of the regular file at `path`, or None when nothing is there.
 
     More than `limit` bytes is an error, unless `truncate`: then the first `limit` bytes are
     returned (enough to look for a marker, or to tell that a file differs from `limit - 1`
-    expected bytes).
+    expected bytes). `follow_symlinks` is for admin files in /etc, where a link is a normal
+    way to share or mask a file; what it points to must still be a regular file.
     """
+    flags = _OPEN_FLAGS & ~os.O_NOFOLLOW if follow_symlinks else _OPEN_FLAGS
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:

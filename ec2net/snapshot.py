@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import safeio
 from .errors import UsageError, quote_path
-from .inputs import parse_json, read_regular_file
+from .inputs import parse_json
 
 EXAMPLES_PACKAGE = "ec2net.examples"
 # The IMDS tree of an instance with 50 ENIs is well under a megabyte.
@@ -53,10 +54,12 @@ class SnapshotSource:
         with short numbers and shallow nesting; anything else is a one-line UsageError."""
         where = quote_path(path)
         try:
-            data = read_regular_file(path, MAX_SNAPSHOT_BYTES)
+            data = safeio.read_bytes(path, MAX_SNAPSHOT_BYTES, follow_symlinks=True)
+            if data is None:
+                raise UsageError(f"cannot read metadata snapshot {where}: no such file")
             snapshot = parse_json(data.decode("utf-8-sig"))
-        except OSError as exc:
-            raise UsageError(f"cannot read metadata snapshot {where}: {exc.strerror}") from None
+        except safeio.UnreadableFile as exc:
+            raise UsageError(f"cannot read metadata snapshot {where}: {exc.reason}") from None
         except UnicodeDecodeError as exc:
             raise UsageError(f"metadata snapshot {where}: not UTF-8 (byte {exc.start})") from None
         except ValueError as exc:

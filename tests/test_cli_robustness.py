@@ -409,7 +409,7 @@ def test_unit_removes_files_of_a_gone_link_named_dash_h(
     assert code == 0, err
     netdir = tmp_path / "run/systemd/network"
     assert (netdir / "70--h.network").exists()
-    stop = unit_argv("ec2-net-utils@.service.in", "ExecStop=", "-h")
+    stop = unit_argv("ec2-net-utils@.service.in", "ExecStopPost=", "-h")
     assert run(*base, *stop)[0] == 0
     assert (netdir / "70--h.network").exists(), "the link is still there: config kept"
     del_link(tmp_path, "-h")

@@ -146,14 +146,14 @@ def test_fifo_and_device_dropins_are_refused_without_blocking(tmp_path: Path) ->
     dropins.mkdir(parents=True)
     os.mkfifo(dropins / "10-fifo.conf")
     assert load_in_thread(tmp_path) == (
-        f"configuration '{dropins / '10-fifo.conf'}': not a regular file"
+        f"configuration '{dropins / '10-fifo.conf'}': a FIFO"
     )
     os.unlink(dropins / "10-fifo.conf")
     os.symlink("/dev/zero", dropins / "20-zero.conf")
-    assert load_in_thread(tmp_path).endswith("20-zero.conf': not a regular file")
+    assert load_in_thread(tmp_path).endswith("20-zero.conf': a character device")
     os.unlink(dropins / "20-zero.conf")
     (dropins / "30-dir.conf").mkdir()
-    assert load_in_thread(tmp_path).endswith("30-dir.conf': not a regular file")
+    assert load_in_thread(tmp_path).endswith("30-dir.conf': a directory")
     (dropins / "30-dir.conf").rmdir()
     with open(dropins / "40-big.conf", "wb") as handle:
         handle.truncate(config.MAX_CONFIG_BYTES + 1)
