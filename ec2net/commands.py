@@ -301,6 +301,13 @@ def _remove_leftovers(opts: Options, names: Iterable[str]) -> None:
             log.info("removed %s left behind by an interrupted run", safeio.shown(path))
 
 
+def _still_there(opts: Options, link: sysfs.Link) -> bool:
+    if sysfs.get_link(opts.root, link.name) == link:
+        return True
+    log.info("%s: gone or changed while waiting for its lock; not configured", link.name)
+    return False
+
+
 def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
     every: list[sysfs.Link] | None = None
     if names is None:
@@ -317,7 +324,10 @@ def _setup(opts: Options, names: list[str] | None, outcome: Outcome) -> None:
         for ifname in vanished:
             if ifname in held:
                 _remove(opts, ifname, outcome)
-        _setup_links(opts, [link for link in links if link.name in held], outcome, every)
+        # Read again under the locks: a link that went (or changed MAC) while we waited must
+        # not get files that its own unit's stop has already removed.
+        current = [link for link in links if link.name in held and _still_there(opts, link)]
+        _setup_links(opts, current, outcome, every)
     if not links and names is None:
         log.debug("no ENI found in %s", opts.root / sysfs.SYS_CLASS_NET)
 
@@ -368,6 +378,11 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
             except Ec2NetError as exc:
                 # Not recorded: the next timer tries again instead of trusting this walk.
                 outcome.fail(ifname, exc)
+                return _finish(opts, outcome)
+            if ifname not in present:
+                # Detached while its timer fired: the unit's stop removes its files; a walk
+                # now would only record a failure that a re-attach within the window inherits.
+                log.debug("%s: gone; nothing to refresh", ifname)
                 return _finish(opts, outcome)
             ours = apply.generated_interfaces(opts.netdir) & present
             targets = sorted(ours | {ifname})

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from conftest import Cli, del_link
 from test_cli import Instance, instance  # noqa: F401 (fixture)
 from test_setup_tree import SECONDARY, attach_dual_stack, golden
 
@@ -135,3 +135,41 @@ def test_unchanged_metadata_skips_rendering(instance: Instance) -> None:  # noqa
         Path(__file__).parent / "golden/dual-stack/70-eth1.network.d/ec2net_alias.conf"
     ).read_text()
     assert instance.networkctl_calls() == ["reload", "reload"]
+
+
+def test_timer_of_a_detached_link_records_no_failure(
+    ec2net: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer that fires just after its ENI was detached walks nothing and records nothing:
+    a re-attach within the window must not inherit a failure of the link that was gone."""
+    attach_dual_stack(ec2net)
+    assert ec2net("setup", "--all").code == 0
+    monkeypatch.setattr(walk, "now", lambda: 1000.0)
+    del_link(ec2net.root, "eth1")
+    ec2net.mock.clear_log()
+    run = ec2net("refresh", "--coalesce", "eth1")
+    assert run.code == 0, run.log
+    assert ec2net.mock.count() == 0
+    assert walk.covered("/", "eth1") is None
+
+
+def test_link_gone_while_waiting_for_its_lock_gets_no_files(
+    ec2net: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Links are listed before the locks are taken; one that went meanwhile (its unit's stop
+    removed its files under the lock) must not get them back."""
+    from ec2net import commands
+
+    attach_dual_stack(ec2net)
+    real_locks = commands.interface_locks
+
+    def detach_then_lock(*args: object, **kwargs: object) -> object:
+        del_link(ec2net.root, "eth1")
+        return real_locks(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(commands, "interface_locks", detach_then_lock)
+    run = ec2net("setup", "eth0", "eth1")
+    assert run.code == 0, run.log
+    assert "eth1: gone or changed while waiting for its lock" in run.log
+    assert not [rel for rel in ec2net.tree() if "eth1" in rel]
+    assert "70-eth0.network" in ec2net.tree()
