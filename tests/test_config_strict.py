@@ -145,9 +145,7 @@ def test_fifo_and_device_dropins_are_refused_without_blocking(tmp_path: Path) ->
     dropins = tmp_path / "etc/ec2-net-utils.conf.d"
     dropins.mkdir(parents=True)
     os.mkfifo(dropins / "10-fifo.conf")
-    assert load_in_thread(tmp_path) == (
-        f"configuration '{dropins / '10-fifo.conf'}': a FIFO"
-    )
+    assert load_in_thread(tmp_path) == (f"configuration '{dropins / '10-fifo.conf'}': a FIFO")
     os.unlink(dropins / "10-fifo.conf")
     os.symlink("/dev/zero", dropins / "20-zero.conf")
     assert load_in_thread(tmp_path).endswith("20-zero.conf': a character device")
