@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import apply, layout, networkd
+from . import apply, layout, networkd, safeio
 from .errors import ApplyError
 from .model import Eni, RenderOptions, policy_sources
 
@@ -66,9 +66,15 @@ def check_files(
     findings = []
     for rel, text in wanted.items():
         path = netdir / rel
-        if not path.exists():
+        try:
+            # One byte more than wanted is enough to tell a longer file apart.
+            found = safeio.read_bytes(path, len(text.encode()) + 1, truncate=True)
+        except safeio.UnreadableFile as exc:
+            findings.append(Finding(ifname, "differing-file", str(exc)))
+            continue
+        if found is None:
             findings.append(Finding(ifname, "missing-file", f"{path} is missing"))
-        elif path.read_text(encoding="utf-8", errors="replace") != text:
+        elif found != text.encode():
             findings.append(Finding(ifname, "differing-file", f"{path} is not what IMDS says"))
     for rel in apply.generated_files(netdir, ifname):
         if rel not in wanted:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import safeio
 from .errors import Ec2NetError, UsageError
 
 # The one check of interface names (argv and sysfs listings) lives in inputs.
@@ -34,8 +35,9 @@ class Link:
 def _read_link(root: Path, name: str) -> Link | None:
     base = root / SYS_CLASS_NET / name
     try:
-        mac = parse_mac((base / "address").read_text(encoding="ascii"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        # Bounded and regular files only: under --root, anything may sit there.
+        mac = parse_mac(safeio.read_text(base / "address", 64) or "")
+    except (Ec2NetError, ValueError):
         return None  # gone meanwhile, or not an Ethernet-like link
     try:
         driver: str | None = os.path.basename(os.readlink(base / "device" / "driver"))
@@ -55,7 +57,6 @@ def link_record(root: Path, name: str, directory: str, prefix: str, key: str) ->
     udev's database and networkd's link state are both kept that way, by interface index.
     Read with `safeio`'s bounds: whatever is there instead of a small text file means "unknown".
     """
-    from . import safeio
     from .errors import ApplyError
 
     try:

@@ -280,3 +280,33 @@ def test_unreadable_foreign_file_is_named_on_one_line(
     assert all("\n" not in m for m in errors)
     assert stat.S_ISFIFO(os.lstat(netdir / "70-eth0.network").st_mode)
     assert (netdir / "70-eth1.network").read_text() == GOLDEN["70-eth1.network"]
+
+
+def test_fifo_address_and_generated_file_never_hang(tmp_path: Path) -> None:
+    """A FIFO where sysfs has a link's address, or where `check` compares a generated file:
+    each is reported (or the link skipped), and the run ends."""
+    import subprocess
+    import sys
+
+    from conftest import add_link
+    from imds_mock import ImdsMock
+    from instance_builder import example
+
+    with ImdsMock(example("dual-stack")) as mock:
+        add_link(tmp_path, "eth0", "0e:49:61:0f:c3:11")
+        add_link(tmp_path, "eth1", "0e:00:00:00:00:99")
+        (tmp_path / "sys/class/net/eth1/address").unlink()
+        os.mkfifo(tmp_path / "sys/class/net/eth1/address")
+        base = [sys.executable, "-m", "ec2net", "--root", str(tmp_path)]
+        base += ["--imds-endpoint", mock.url, "--no-reload", "--deadline", "3"]
+        setup = subprocess.run(
+            [*base, "setup", "--all"], capture_output=True, text=True, timeout=30
+        )
+        assert "Traceback" not in setup.stderr
+        network = tmp_path / "run/systemd/network/70-eth0.network"
+        network.unlink()
+        os.mkfifo(network)
+        check = subprocess.run([*base, "check", "eth0"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 1, check.stderr
+        assert "a FIFO" in check.stdout, check.stdout
+        assert "Traceback" not in check.stderr
