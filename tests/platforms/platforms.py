@@ -33,6 +33,7 @@ STAMP = ".ec2net-root-complete"
 # What every root needs: its own systemd, networkd, udev and Python; the namespace lab's tools;
 # the man pages' man-db; git for the install lists; and the packaging tests' tool chain.
 COMMON_PACKAGES = (
+    "build-essential",
     "ca-certificates",
     "dbus",
     "debhelper",
