@@ -80,9 +80,10 @@ ROOTS = {
     r.name: r
     for r in (
         # Debian 13: systemd 257, Python 3.13; resolved is its own package.
-        Root("trixie", "trixie", ("systemd-resolved",), ALL_SUITES),
+        # systemd.pc and udev.pc are in systemd-dev from Debian 13 on (a build dependency).
+        Root("trixie", "trixie", ("systemd-dev", "systemd-resolved"), ALL_SUITES),
         # Debian unstable: systemd 262, Python 3.14, and the systemd-imds package.
-        Root("sid", "sid", ("systemd-resolved", "systemd-imds"), ALL_SUITES, True),
+        Root("sid", "sid", ("systemd-dev", "systemd-resolved", "systemd-imds"), ALL_SUITES, True),
         # Debian 11: Python 3.9.2, standing in for Amazon Linux 2023's Python 3.9. Its systemd
         # (247) is older than any we support (252), so only the unit suite runs there.
         Root("bullseye", "bullseye", (), ("unit",)),
