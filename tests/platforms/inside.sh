@@ -28,7 +28,7 @@ case $suite in
 # The host's run kills 200 times; the crash-safety property does not depend on the platform,
 # the Python version's part of it is covered by fewer (CI's time budget).
 unit)
-    export EC2NET_KILL_RUNS=${EC2NET_KILL_RUNS:-40}
+    export EC2NET_KILL_RUNS=${EC2NET_KILL_RUNS:-12}
     args=(tests --ignore=tests/lab --ignore=tests/test_packaging.py)
     ;;
 lab) args=("${lab[@]}") ;;

@@ -2,13 +2,14 @@
 
 Usage (as root): tests/platforms/run [run] [ROOT...]     every suite of each root (default: all)
                  tests/platforms/run build ROOT...       build (or check) the cached roots only
-                 tests/platforms/run shell ROOT [CMD...] a shell (or CMD) inside ROOT at /src
+                 tests/platforms/run shell ROOT [-- CMD...] a shell (or CMD) inside ROOT at /src
 See tests/platforms/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import re
@@ -297,6 +298,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         log(f"unknown root {unknown[0]!r}: one of {', '.join(ROOTS)}")
         return 2
+    # One run or build at a time: a rebuild removes the root another run may be using.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    lock = open(CACHE / ".lock", "w")  # noqa: SIM115 (held until the process exits)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     if ns.command == "build":
         for name in names:
             build(ROOTS[name])
