@@ -687,8 +687,11 @@ def test_rpm_scriptlets_in_chroot(debian_root: Path, deb: Path, rpm: Path) -> No
 # -- the same root booted: systemd as PID 1, a running system ---------------------------------
 
 GATEWAY = "192.0.2.1"  # documentation range, in a network namespace of ours
-VETH = "ve-ec2netpkg"  # nspawn's name for the outer end of the container's host0
-NSPAWN = ["systemd-nspawn", "--register=no", "--keep-unit", "--machine=ec2netpkg"]
+# Per process: nspawn keeps state under /run/systemd/nspawn/propagate/MACHINE, and two runs
+# of this test at once (on one machine) must not share it.
+MACHINE = f"ec2pkg{os.getpid() % 100000}"
+VETH = f"ve-{MACHINE}"  # nspawn's name for the outer end of the container's host0 (<= 15)
+NSPAWN = ["systemd-nspawn", "--register=no", "--keep-unit", f"--machine={MACHINE}"]
 NSPAWN += ["--network-veth", "--console=passive", "--boot"]
 
 
