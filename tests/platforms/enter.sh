@@ -23,6 +23,10 @@ fi
 if [[ -n $src ]]; then
     mkdir -p "$root/src"
     mount --bind "$src" "$root/src"
+    if [[ -d $src/../shared ]]; then
+        mkdir -p "$root/shared"
+        mount --bind -o ro "$src/../shared" "$root/shared"
+    fi
 fi
 
 cd "$root"

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +210,11 @@ def snapshot(name: str) -> Path:
             target.symlink_to(os.readlink(source))
         else:
             shutil.copy2(source, target)
+    # shared/ beside the checkout (as CI lays it out) goes beside the snapshot: the root then
+    # has it at /shared, beside /src.
+    shared = REPO.parent / "shared"
+    if shared.is_dir():
+        shutil.copytree(shared, dest.parent / "shared", symlinks=True)
     git = ["git", "-c", "user.name=platforms", "-c", "user.email=platforms@localhost"]
     run([*git, "init", "-q"], cwd=dest)
     run([*git, "add", "-A"], cwd=dest)
@@ -243,8 +249,14 @@ def counts(junit: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def run_root(root: Root, suites: list[str]) -> list[Result]:
-    path = build(root)
+def build_all(roots: list[Root]) -> dict[str, Path]:
+    """Every root, missing ones built at the same time: debootstrap and apt mostly wait for
+    the mirror, so a cold run takes about as long as its slowest root, not their sum."""
+    with ThreadPoolExecutor(max_workers=len(roots)) as pool:
+        return dict(zip((r.name for r in roots), pool.map(build, roots)))
+
+
+def run_root(root: Root, path: Path, suites: list[str]) -> list[Result]:
     src = snapshot(root.name)
     results = []
     for suite in suites:
@@ -303,12 +315,12 @@ def main(argv: list[str]) -> int:
     lock = open(CACHE / ".lock", "w")  # noqa: SIM115 (held until the process exits)
     fcntl.flock(lock, fcntl.LOCK_EX)
     if ns.command == "build":
-        for name in names:
-            build(ROOTS[name])
+        build_all([ROOTS[name] for name in names])
         return 0
+    paths = build_all([ROOTS[name] for name in names])
     results: list[Result] = []
     for name in names:
-        results += run_root(ROOTS[name], ns.suite or list(ALL_SUITES))
+        results += run_root(ROOTS[name], paths[name], ns.suite or list(ALL_SUITES))
     report(results)
     return 0 if results and all(r.ok for r in results) else 1
 
