@@ -304,7 +304,9 @@ def main(argv: list[str]) -> int:
             return 2
         root = ROOTS[ns.args[0]]
         cmd = ns.args[1:] or ["bash", "-l"]
-        return subprocess.run(enter_argv(build(root), snapshot(root.name), cmd)).returncode
+        # Its own snapshot: a run of the same root may be using the other one.
+        src = snapshot(f"{root.name}-shell")
+        return subprocess.run(enter_argv(build(root), src, cmd)).returncode
     names = ns.args or list(ROOTS)
     unknown = [n for n in names if n not in ROOTS]
     if unknown:
