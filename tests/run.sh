@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian/Ubuntu machine: installs what the tests need
 # (Debian packages when run as root, Python packages into .venv), then lints, type-checks
-# and runs pytest. Usage: tests/run.sh [pytest args...]
+# and runs pytest; then, without arguments, the platform matrix (tests/platforms/README.md:
+# the same suites inside Debian 13, unstable and 11 roots; EC2NET_PLATFORMS=0 skips it).
+# Usage: tests/run.sh [pytest args...]   (arguments: a targeted host run, no matrix)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +35,13 @@ fi
 "$VENV/bin/ruff" format --check ec2net tests
 "$VENV/bin/mypy" ec2net
 "$VENV/bin/python" -m pytest "$@"
+
+# The platform matrix, last: it needs root (debootstrap, mount namespaces) and the network the
+# first time (the roots are cached under /var/cache/ec2net-roots afterwards).
+if [[ $# -eq 0 && ${EC2NET_PLATFORMS:-1} != 0 ]]; then
+    if [[ $EUID -ne 0 ]]; then
+        echo "tests/run.sh: the platform matrix needs root (EC2NET_PLATFORMS=0 skips it)" >&2
+        exit 1
+    fi
+    tests/platforms/run
+fi

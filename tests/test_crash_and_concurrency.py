@@ -1,8 +1,8 @@
 """Crash safety and concurrency of the real CLI (subprocesses on a temporary root).
 
-- SIGKILL at random points of `setup --all`: every file is the complete old or the complete new
-  version, and the next run converges to exactly the right tree (and removes the temporary
-  files the killed run staged).
+- SIGKILL of `setup --all`, at random times and at chosen points of the write phase: every file
+  is the complete old or the complete new version, and the next run converges to exactly the
+  right tree.
 - 16 concurrent runs (setup, refresh, remove on the same and on different interfaces) converge,
   and no process calls `networkctl reload` more than once.
 """
@@ -28,6 +28,29 @@ from ec2net import commands
 from ec2net.snapshot import SnapshotSource
 
 KILL_RUNS = int(os.environ.get("EC2NET_KILL_RUNS", "200"))
+# Runs the CLI with a Python audit hook (no product code involved) that counts the changes to
+# files below KILL_DIR (os.replace raises "os.rename", unlink "os.remove"; hooks run before the
+# operation) and SIGKILLs the process at the KILL_AT-th: a staged temporary file is written and
+# fsynced but not renamed yet, and every earlier change is done. The count goes to KILL_COUNT.
+KILL_WRAPPER = """
+import atexit, os, runpy, signal, sys
+kill_dir, count_file = os.environ["KILL_DIR"], os.environ["KILL_COUNT"]
+kill_at = int(os.environ["KILL_AT"])
+seen = 0
+def hook(event, args):
+    global seen
+    if event in ("os.rename", "os.remove") and os.fspath(args[0]).startswith(kill_dir):
+        seen += 1
+        if seen == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+def record():
+    with open(count_file, "w") as f:
+        f.write(str(seen))
+atexit.register(record)
+sys.addaudithook(hook)
+sys.argv[0] = "ec2net"
+runpy.run_module("ec2net", run_name="__main__", alter_sys=True)
+"""
 PRIMARY = "0e:49:61:0f:c3:11"
 SECONDARY = "0e:8c:2d:7a:41:b3"
 
@@ -43,16 +66,24 @@ class Root:
         fake.write_text(f'#!/bin/sh\necho "$PPID $*" >> {self.calls}\n')
         fake.chmod(0o755)
         self.mock = mock
+        self.kill_count = base / "kill.count"
         self.env = dict(os.environ, PATH=f"{self.bindir}:{os.environ['PATH']}")
 
     def argv(self, *args: str) -> list[str]:
         cmd = [sys.executable, "-m", "ec2net", "--root", str(self.root)]
         return [*cmd, "--imds-endpoint", self.mock.url, "--deadline", "20", *args]
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, kill_at: int | None = None) -> subprocess.Popen[str]:
+        """The CLI in the background; with kill_at, SIGKILLed by KILL_WRAPPER at that change
+        (0: never, only counted into self.kill_count)."""
+        argv, env = self.argv(*args), self.env
+        if kill_at is not None:
+            argv = [sys.executable, "-c", KILL_WRAPPER, *argv[3:]]
+            env = dict(env, KILL_DIR=str(self.netdir), KILL_AT=str(kill_at))
+            env["KILL_COUNT"] = str(self.kill_count)
         return subprocess.Popen(
-            self.argv(*args),
-            env=self.env,
+            argv,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -106,9 +137,22 @@ def test_sigkill_at_random_points(dual_stack: Root, tmp_path: Path) -> None:
     assert trees[0] != trees[1]
     paths = set(trees[0]) | set(trees[1])
 
-    # How long one uninterrupted run that changes every interface takes (the kind of run
-    # that is killed below), to spread the kills over all of it.
-    dual_stack.run("setup", "--all")
+    def converge(version: int) -> None:
+        dual_stack.mock.set_snapshot(versions[version])
+        dual_stack.run("setup", "--all")  # converges from whatever the last kill left
+        assert dual_stack.tree() == trees[version], "did not converge"
+        assert dual_stack.temp_files() == [], "temporary files left behind"
+
+    # How many file changes each direction makes (for the aimed kills), and how long one
+    # uninterrupted (warm) run takes, to spread the timed kills over all of it.
+    changes = []
+    for old, new in ((0, 1), (1, 0)):
+        converge(old)
+        dual_stack.mock.set_snapshot(versions[new])
+        proc = dual_stack.start("setup", "--all", kill_at=0)
+        assert proc.wait(timeout=60) == 0
+        changes.append(int(dual_stack.kill_count.read_text()))
+    assert min(changes) >= 3, changes
     durations = []
     for n in range(3):
         dual_stack.mock.set_snapshot(versions[(n + 1) % 2])
@@ -117,41 +161,38 @@ def test_sigkill_at_random_points(dual_stack: Root, tmp_path: Path) -> None:
         durations.append(time.monotonic() - started)
     duration = sorted(durations)[1]
     rng = random.Random(20261129)
-    killed_mid_write = 0
-    hits: list[float] = []
+    aimed = aimed_mid_write = 0
     for run in range(KILL_RUNS):
         old, new = run % 2, (run + 1) % 2
-        dual_stack.mock.set_snapshot(versions[old])
-        dual_stack.run("setup", "--all")  # converges from whatever the last kill left
-        assert dual_stack.tree() == trees[old], f"run {run}: did not converge"
-        assert dual_stack.temp_files() == [], f"run {run}: temporary files left behind"
-
+        converge(old)
         dual_stack.mock.set_snapshot(versions[new])
-        # A quarter of the kills anywhere; the rest late in the run, where files are written,
-        # and once kills have hit the write phase, around the delays that did.
-        if run % 4 == 0:
-            delay = rng.uniform(0.0, 1.1) * duration
-        elif hits and run % 4 != 1:
-            delay = rng.uniform(min(hits) - 0.02 * duration, max(hits) + 0.02 * duration)
+        if run % 4 < 2:
+            # Aimed: after the first change and before (or at) the last one, so some files
+            # are new and the rest old, and one temporary file is staged but not renamed.
+            kill_at = rng.randint(2, changes[old])
+            proc = dual_stack.start("setup", "--all", kill_at=kill_at)
+            aimed += 1
         else:
-            delay = rng.uniform(0.6, 1.1) * duration
-        proc = dual_stack.start("setup", "--all")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+            # Timed: anywhere in the run (parsing, IMDS, rendering, fsync, between files).
+            proc = dual_stack.start("setup", "--all")
+            time.sleep(rng.uniform(0.0, 1.1) * duration)
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL or run % 4 >= 2, f"run {run}"
         tree = dual_stack.tree()
         for path in paths:
             assert tree.get(path) in (trees[old].get(path), trees[new].get(path)), (
                 f"run {run}: {path} is neither the old nor the new version"
             )
         assert set(tree) <= paths
-        # In the write phase: files staged (temporary files left) or some already renamed.
-        if tree not in (trees[old], trees[new]) or dual_stack.temp_files():
-            killed_mid_write += 1
-            hits.append(delay)
-    print(f"SIGKILL runs: {KILL_RUNS}; killed while staging or renaming: {killed_mid_write}")
-    # The kills must really have hit the write phase, or the test proves nothing.
-    assert killed_mid_write >= KILL_RUNS // 40, f"only {killed_mid_write} kills mid-write"
+        if run % 4 < 2 and tree not in (trees[old], trees[new]):
+            aimed_mid_write += 1
+    print(
+        f"SIGKILL runs: {KILL_RUNS}; aimed at the write phase: {aimed}, left a mix: "
+        f"{aimed_mid_write}; changes per run: {changes}"
+    )
+    # Every aimed kill hit the write phase (a mix of old and new files), or the test proves
+    # nothing: this does not depend on timing.
+    assert aimed_mid_write == aimed > 0
 
 
 def test_sixteen_concurrent_runs_converge(tmp_path: Path) -> None:
