@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -301,6 +302,7 @@ def main(argv: Sequence[str] | None = None, **overrides: object) -> int:
     The one place where every outcome becomes an exit code: nothing, whatever the input,
     ends in a traceback.
     """
+    overrides.setdefault("started", time.monotonic())
     code = _guarded(argv, overrides)
     # Written now: a closed pipe (`ec2net show | head -1`) is found here rather than at
     # interpreter exit, where it could only be reported with a traceback.

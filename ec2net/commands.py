@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ class Options:
     reload: bool = True
     config: Config = field(default_factory=Config)
     reloader: Callable[[], None] = networkd.reload
+    # When the command started (time.monotonic()): the deadline counts from here, so that the
+    # time spent parsing and importing before the first request is not on top of it.
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def netdir(self) -> Path:
@@ -52,7 +56,7 @@ class Options:
 
         return ImdsClient(
             self.endpoints or DEFAULT_ENDPOINTS,
-            deadline=self.deadline,
+            deadline=max(0.0, self.deadline - (time.monotonic() - self.started)),
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
         )

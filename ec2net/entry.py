@@ -2,9 +2,9 @@
 
 The per-ENI refresh timer runs `ec2net refresh --coalesce -- IF` every minute for every ENI;
 most of those runs find that a walk of all ENIs refreshed IF moments ago. That answer is given
-here, before argparse, logging, requests or jinja2 are imported; anything else goes to the full
-CLI. The arguments are checked with the full CLI's own parsers (inputs), so a value it would
-refuse never takes this early exit.
+here, before argparse, logging, the HTTP client or jinja2 are imported; anything else goes to
+the full CLI. The arguments are checked with the full CLI's own parsers (inputs), so a value it
+would refuse never takes this early exit.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -240,7 +241,7 @@ GARBAGE = {
     ),
     "negative chunk size": (
         send(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n-5\r\nvalue\r\n0\r\n\r\n"),
-        "invalid response",
+        "invalid response|connection closed in the middle",  # Python 3.9: the latter
     ),
     "chunk shorter than announced": (
         send(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc"),
@@ -254,7 +255,7 @@ def test_garbage_is_a_one_line_error(case: str) -> None:
     script, reason = GARBAGE[case]
     with HostileServer(on_value(script)) as server:
         error = imds_error(server)
-    assert reason in error.reason
+    assert re.search(reason, error.reason), error.reason
     assert MAC_PATH in str(error)
     assert {r.path for r in server.requests} == {TOKEN, MAC_PATH}, "no redirect followed"
 

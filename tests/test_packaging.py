@@ -50,7 +50,6 @@ DEB_EXTRAS = {
 # What the deb must depend on (first alternative), besides ${misc:Depends}.
 DEB_DEPENDS = {
     "python3",
-    "python3-requests",
     "python3-jinja2",
     "systemd",
     "systemd-resolved",
@@ -59,7 +58,6 @@ DEB_DEPENDS = {
 }
 RPM_REQUIRES = {
     "python3",
-    "python3-requests",
     "python3-jinja2",
     "systemd-networkd",
     "systemd-resolved",
@@ -563,7 +561,7 @@ def test_deb_in_chroot_install_upgrade_remove_purge(debian_root: Path, deb: Path
     enabled = chroot_ok(root, "systemctl is-enabled systemd-networkd systemd-resolved")
     assert enabled.split() == ["enabled", "enabled"]
     assert os.readlink(root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
-    # The installed tool runs with Debian's python3-requests and python3-jinja2.
+    # The installed tool runs with Debian's python3 and python3-jinja2.
     chroot_ok(root, "ec2net render --example dual-stack --out /tmp/demo")
     assert (root / "tmp/demo/70-eth1.network.d/ec2net_policy_4.conf").is_file()
     # The generator runs under Debian's python3 (not on EC2: it wires nothing in).

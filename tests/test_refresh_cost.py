@@ -70,7 +70,8 @@ codes = {"eth1": 0, "eth2": 1}
 walk.covered = lambda root, ifname: codes.get(ifname) if root == expected_root else None
 sys.argv = ["ec2net", *sys.argv[2:]]
 code = entry.main()
-heavy = [m for m in ("ec2net.cli", "argparse", "logging", "requests", "jinja2") if m in sys.modules]
+heavy = ("ec2net.cli", "argparse", "logging", "http.client", "jinja2")
+heavy = [m for m in heavy if m in sys.modules]
 print(code, heavy)
 """
 
