@@ -182,31 +182,25 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--out", type=_arg(_output_directory), required=True, metavar="DIR")
     cmd.add_argument("--link", action="append", default=[], metavar="NAME=MAC")
 
-    cmd = sub.add_parser("show", help="what IMDS says per ENI and which files we generated")
-    cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd.add_argument(
-        "interfaces",
-        nargs="*",
-        type=_arg(check_ifname),
-        metavar="IF",
-        help="interfaces (default: all ENIs)",
+    reports = (
+        sub.add_parser("show", help="what IMDS says per ENI and which files we generated"),
+        sub.add_parser(
+            "check",
+            help="self-test: compare IMDS, our files, networkd and the kernel for each ENI",
+            description="For every ENI (or the named interfaces), compare what IMDS says with "
+            "the generated files, the .network file networkd applies, and the kernel's "
+            "addresses, policy rules and routes. Exit 0 when everything holds, 1 otherwise.",
+        ),
     )
-
-    cmd = sub.add_parser(
-        "check",
-        help="self-test: compare IMDS, our files, networkd and the kernel for each ENI",
-        description="For every ENI (or the named interfaces), compare what IMDS says with the "
-        "generated files, the .network file networkd applies, and the kernel's addresses, "
-        "policy rules and routes. Exit 0 when everything holds, 1 otherwise.",
-    )
-    cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    cmd.add_argument(
-        "interfaces",
-        nargs="*",
-        type=_arg(check_ifname),
-        metavar="IF",
-        help="interfaces (default: all ENIs)",
-    )
+    for cmd in reports:
+        cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        cmd.add_argument(
+            "interfaces",
+            nargs="*",
+            type=_arg(check_ifname),
+            metavar="IF",
+            help="interfaces (default: all ENIs)",
+        )
 
     sub.add_parser(
         "set-hostname",
