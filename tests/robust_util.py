@@ -22,7 +22,7 @@ from ec2net.errors import ApplyError
 PRIMARY = "0e:49:61:0f:c3:11"
 SECONDARY = "0e:8c:2d:7a:41:b3"
 DEADLINE = 3.0
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, mount)")
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount)")
 
 
 class Hang(Exception):
@@ -102,12 +102,15 @@ def temp_files(root: Path) -> list[Path]:
 
 @contextmanager
 def immutable(path: Path) -> Iterator[None]:
-    """chattr +i: nothing can be created, renamed or deleted in `path` (a real EPERM)."""
-    subprocess.run(["chattr", "+i", str(path)], check=True)
+    """`path` bound read-only onto itself: nothing can be created, renamed or deleted in it
+    (a real EROFS). A bind mount works on every file system, tmpfs included, where
+    `chattr +i` does not (the platform roots run their tests in a tmpfs /tmp)."""
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
     try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
         yield
     finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
+        subprocess.run(["umount", str(path)], check=True)
 
 
 def make_fifo(path: Path) -> None:

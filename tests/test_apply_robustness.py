@@ -208,7 +208,8 @@ def test_a_live_runs_record_is_never_settled_by_another(tmp_path: Path) -> None:
 
 @ROOT_ONLY
 def test_write_failure_leaves_all_files_old(cli: RealCli) -> None:
-    """EPERM in the drop-in directory: 70-eth1.network must not get the new metric alone."""
+    """A drop-in directory that refuses writes: 70-eth1.network must not get the new metric
+    alone."""
     assert cli("setup", "--all").code == 0
     before = cli.tree()
     cli.mock.set_snapshot(moved_secondary())
