@@ -579,7 +579,7 @@ def test_deb_in_chroot_install_upgrade_remove_purge(debian_root: Path, deb: Path
         "usr/bin/ec2net",
         f"{unitdir[1:]}/ec2-net-utils.service",
         f"{pkg_config('systemd', 'sysctldir')[1:]}/60-ec2-net-utils.conf",
-        f"{utildir[1:]}/network/80-ec2.network",
+        "usr/lib/systemd/network/80-ec2.network",  # where Amazon's has it, see debian/rules
         f"{utildir[1:]}/networkd.conf.d/ec2-net-utils.conf",
         HOOK[1:],
     ):
