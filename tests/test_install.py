@@ -127,8 +127,16 @@ def test_installed_units_and_generator_are_substituted(prefix: Path) -> None:
     assert unit_dir == str(unitdir)
 
 
+def systemd_version() -> int:
+    out = subprocess.run(["systemd-analyze", "--version"], capture_output=True, text=True)
+    return int(out.stdout.split()[1])
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_analyze_verify(prefix: Path, tmp_path: Path) -> None:
+    if systemd_version() < 252:
+        # Debian 11's 247 (the platform matrix's Python 3.9 root) logs debug lines on stderr.
+        pytest.skip("systemd older than 252, the oldest we support")
     unitdir = prefix / "lib/systemd/system"
     instances = []
     for template, name in [

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -503,8 +504,8 @@ def root_tarball(deb: Path) -> Path:
     if path.exists():
         return path
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    build = Path(str(path) + ".build")
-    shutil.rmtree(build, ignore_errors=True)
+    # Unique names: two test runs (or platform roots) may build the same key at once.
+    build = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{path.name}.build."))
     try:
         run(["debootstrap", "--variant=minbase", suite, str(build), mirror], timeout=1200)
         if apt_ignores_valid_until():
@@ -516,11 +517,12 @@ def root_tarball(deb: Path) -> Path:
         packages = [p for p in packages if p != DHCLIENT or has_candidate(build, p)]
         chroot_ok(build, download + " ".join(packages), timeout=1200)
         (build / "etc/resolv.conf").unlink()
-        partial = Path(str(path) + ".partial")
+        partial = Path(f"{build}.partial")
         run(["tar", "-C", str(build), "-cf", str(partial), "."], timeout=600)
-        partial.rename(path)
+        partial.rename(path)  # atomic: a concurrent reader sees no tarball or a whole one
     finally:
         shutil.rmtree(build, ignore_errors=True)
+        Path(f"{build}.partial").unlink(missing_ok=True)
     return path
 
 

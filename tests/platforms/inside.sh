@@ -8,13 +8,19 @@ set -euo pipefail
 suite=$1
 cd /src
 
+# The system CA bundle (enter.sh binds the host's over it, e.g. with a proxy's CA): pip's own
+# copy of certifi knows no such CA, and only newer pips on newer Pythons use the system store.
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+fi
+
 VENV=/opt/ec2net-venv
 stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [[ "$(cat "$VENV/.ec2net-stamp" 2>/dev/null)" != "$stamp" ]]; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[test]' 2>/dev/null
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
     echo "$stamp" >"$VENV/.ec2net-stamp"
 fi
 # The editable install points at /src/ec2net: each run's new snapshot is found there.

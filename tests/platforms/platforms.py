@@ -290,6 +290,8 @@ def report(results: list[Result]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] not in ("run", "build", "shell") and not argv[0].startswith("-"):
+        argv = ["run", *argv]  # `run` may be left out before the root names
     parser = argparse.ArgumentParser(prog="tests/platforms/run")
     parser.add_argument("command", nargs="?", default="run", choices=["run", "build", "shell"])
     parser.add_argument("args", nargs="*")
