@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -23,6 +24,11 @@ UNITS = [
     "ec2-net-utils-refresh@.timer",
     "ec2-net-utils-hostname.service",
 ]
+# Our udev rule.
+RULE = "99-vpc-policy-routes.rules"
+# What the EKS AL2023 AMI masks in /etc/udev/rules.d to turn amazon-ec2-net-utils off. Ours has
+# the same name so that the mask turns it off too.
+AMAZON_RULE = "99-vpc-policy-routes.rules"
 # Everything but the Python package, whose files are checked against the repository below.
 SYSTEM_FILES = [
     "bin/ec2net",
@@ -30,7 +36,7 @@ SYSTEM_FILES = [
     "lib/systemd/networkd.conf.d/ec2-net-utils.conf",
     "lib/systemd/system-generators/ec2-net-utils-generator",
     *(f"lib/systemd/system/{unit}" for unit in UNITS),
-    "lib/udev/rules.d/90-ec2-net-utils.rules",
+    f"lib/udev/rules.d/{RULE}",
     "lib/sysctl.d/60-ec2-net-utils.conf",
     "libexec/ec2-net-utils/package-hook",
     "share/bash-completion/completions/ec2net.bash",
@@ -159,7 +165,15 @@ set -e
 mount -t tmpfs tmpfs /run
 mkdir -p /run/udev
 mount -t tmpfs tmpfs /etc/udev/rules.d
-cp "$RULES" /etc/udev/rules.d/
+# Installed like a package installs it: below /etc in precedence, so /etc/udev/rules.d can mask it
+# (/run/udev/rules.d stands in for /usr/lib/udev/rules.d, which holds udev's own rules).
+mkdir -p /run/udev/rules.d
+cp "$RULES" /run/udev/rules.d/
+# The opt-out of the EKS AMIs: an empty file or a /dev/null symlink of the same name in /etc.
+case "$MASK" in
+    empty) : > "/etc/udev/rules.d/$AMAZON_RULE" ;;
+    devnull) ln -s /dev/null "/etc/udev/rules.d/$AMAZON_RULE" ;;
+esac
 # veth cannot have the ena driver: this rule, ordered after 80-net-setup-link.rules and before
 # ours, gives devices named ena-* the property the kernel driver would give them.
 echo 'SUBSYSTEM=="net", KERNEL=="ena-*", ENV{ID_NET_DRIVER}="ena"' > /etc/udev/rules.d/85-fake.rules
@@ -175,8 +189,10 @@ done
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network and mount namespace")
-def test_udev_rule_wants_the_unit_for_ena_only(prefix: Path) -> None:
+def udev_test(prefix: Path, mask: str) -> list[str]:
+    """`udevadm test` of an ena-driver and a plain veth with the installed rule, in a private
+    network and mount namespace (tmpfs over /run and /etc/udev/rules.d: the host is untouched).
+    mask: "" (none), "empty" or "devnull", the file put at /etc/udev/rules.d/AMAZON_RULE."""
     if shutil.which("udevadm") is None:
         pytest.fail("udevadm not found: tests/run.sh installs the udev package")
     netns = f"ec2net-udev-{os.getpid()}"
@@ -191,7 +207,12 @@ def test_udev_rule_wants_the_unit_for_ena_only(prefix: Path) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            env=dict(os.environ, RULES=str(prefix / "lib/udev/rules.d/90-ec2-net-utils.rules")),
+            env=dict(
+                os.environ,
+                RULES=str(prefix / "lib/udev/rules.d" / RULE),
+                MASK=mask,
+                AMAZON_RULE=AMAZON_RULE,
+            ),
         )
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=False)
@@ -211,6 +232,12 @@ def test_udev_rule_wants_the_unit_for_ena_only(prefix: Path) -> None:
             for line in lines
             if not line.startswith("SKIPPED ")
         ]
+    return lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network and mount namespace")
+def test_udev_rule_wants_the_unit_for_ena_only(prefix: Path) -> None:
+    lines = udev_test(prefix, "")
     assert lines == [
         "== ena-fake1",
         "ID_NET_DRIVER=ena",
@@ -219,3 +246,29 @@ def test_udev_rule_wants_the_unit_for_ena_only(prefix: Path) -> None:
         "ID_NET_DRIVER=veth",
         "",
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network and mount namespace")
+@pytest.mark.parametrize("mask", ["empty", "devnull"])
+def test_udev_rule_masked_like_amazons_wants_nothing(prefix: Path, mask: str) -> None:
+    # The EKS AL2023 AMI turns amazon-ec2-net-utils off this way; it must turn us off as well.
+    assert udev_test(prefix, mask) == [
+        "== ena-fake1",
+        "ID_NET_DRIVER=ena",
+        "== plainveth",
+        "ID_NET_DRIVER=veth",
+        "",
+    ]
+
+
+def test_fallback_network_can_be_disabled_like_amazons(prefix: Path) -> None:
+    # The EKS AMIs turn amazon-ec2-net-utils' fallback off with a drop-in
+    # 80-ec2.network.d/10-eks-disable.conf holding "[Match] Name=none": networkd adds a drop-in's
+    # [Match] conditions to the file's, and no link is called "none". That works for ours only if
+    # ours has the same name and matches by a [Match] condition other than Name= (which the
+    # drop-in would add to instead of narrowing).
+    network = prefix / "lib/systemd/network/80-ec2.network"
+    parser = configparser.ConfigParser(strict=True, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(network.read_text())
+    assert dict(parser["Match"]) == {"Driver": "ena ixgbevf vif"}

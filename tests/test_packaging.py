@@ -277,6 +277,27 @@ def test_deb_depends(deb: Path) -> None:
         assert f"python3-{name}" in alternatives, name
 
 
+# Installing ours over Amazon's 2.x removes it in the same dpkg/apt or rpm/dnf transaction:
+# Provides + Conflicts + Replaces, as Debian policy 7.6.2 has a package that replaces another
+# whole (Breaks would make a plain `dpkg -i` refuse; lintian calls a versioned Conflicts a
+# mistaken Breaks, and any version of theirs would clash over the same file names), and
+# Obsoletes (< 3: their 2.x) in the rpm.
+AMAZON = "amazon-ec2-net-utils"
+
+
+def test_deb_replaces_amazons_package(deb: Path) -> None:
+    fields = {
+        name: run(["dpkg-deb", "--field", str(deb), name]).stdout.strip()
+        for name in ("Provides", "Conflicts", "Replaces", "Breaks")
+    }
+    assert fields == {
+        "Provides": AMAZON,
+        "Conflicts": AMAZON,
+        "Replaces": AMAZON,
+        "Breaks": "",
+    }
+
+
 def test_deb_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
     run(["dpkg-deb", "--control", str(deb), str(tmp_path)])
     for script in ("postinst", "prerm", "postrm"):
@@ -352,6 +373,14 @@ def test_rpm_requires_and_scriptlets(rpm: Path) -> None:
         assert f"{HOOK} {step} || :" in scripts
     assert "postuninstall scriptlet (using /bin/sh):" in scripts
     assert f"{HOOK} upgrade || :" in scripts
+
+
+def test_rpm_replaces_amazons_package(rpm: Path) -> None:
+    release = run(["rpm", "-qp", "--queryformat", "%{VERSION}-%{RELEASE}", str(rpm)]).stdout
+    provides = run(["rpm", "-qp", "--provides", str(rpm)]).stdout.splitlines()
+    assert f"{AMAZON} = {release}" in provides
+    obsoletes = run(["rpm", "-qp", "--obsoletes", str(rpm)]).stdout.splitlines()
+    assert obsoletes == [f"{AMAZON} < 3"]
 
 
 # -- maintainer scripts in a Debian root ------------------------------------------------------
@@ -552,7 +581,7 @@ def test_deb_in_chroot_install_upgrade_remove_purge(debian_root: Path, deb: Path
         "usr/bin/ec2net",
         f"{unitdir[1:]}/ec2-net-utils.service",
         f"{pkg_config('systemd', 'sysctldir')[1:]}/60-ec2-net-utils.conf",
-        f"{utildir[1:]}/network/80-ec2.network",
+        "usr/lib/systemd/network/80-ec2.network",  # where Amazon's has it, see debian/rules
         f"{utildir[1:]}/networkd.conf.d/ec2-net-utils.conf",
         HOOK[1:],
     ):
@@ -1022,3 +1051,44 @@ def test_removal_order_keeps_the_lease(netns_lab: Any, tmp_path: Path) -> None:
 def networkd_version() -> int:
     """The major version of the systemd whose networkd the lab runs (this system's)."""
     return int(run(["networkctl", "--version"]).stdout.split()[1])
+
+
+@pytest.fixture(scope="module")
+def amazon_deb() -> Path:
+    """Debian's amazon-ec2-net-utils 2.x .deb, downloaded once with the host's APT."""
+    cached = sorted(CACHE_DIR.glob(f"{AMAZON}_2.*_all.deb"))
+    if cached:
+        return cached[-1]
+    policy = run(["apt-cache", "policy", AMAZON]).stdout
+    if "Candidate:" not in policy or "Candidate: (none)" in policy:
+        pytest.skip(f"the host's APT sources have no {AMAZON}")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    run(["apt-get", "download", AMAZON], cwd=CACHE_DIR, timeout=600)
+    (path,) = CACHE_DIR.glob(f"{AMAZON}_*_all.deb")
+    return path
+
+
+def test_deb_in_chroot_replaces_amazons_package(
+    debian_root: Path, deb: Path, amazon_deb: Path
+) -> None:
+    root = debian_root
+    install_dependencies(root, deb)
+    shutil.copy(amazon_deb, root / "var/tmp/amazon.deb")
+    # Its curl dependency is not in the cached root, and nothing here runs its tool.
+    chroot_ok(root, "dpkg -i --force-depends /var/tmp/amazon.deb")
+    amazon_files = chroot_ok(root, f"dpkg -L {AMAZON}").split()
+    assert "/usr/lib/udev/rules.d/99-vpc-policy-routes.rules" in amazon_files
+
+    # One plain dpkg -i: Amazon's package goes, ours is configured.
+    out = chroot_ok(root, "dpkg -i /var/tmp/ec2-net-utils.deb")
+    assert f"Removing {AMAZON}" in out, out
+    status = chroot(root, f"dpkg-query -W -f='${{Status}}' {AMAZON}").stdout
+    assert "ok installed" not in status, status
+    assert "ok installed" in chroot_ok(root, "dpkg-query -W -f='${Status}' ec2-net-utils")
+    # Its removal must not take our files that have the same names (on a merged /usr, /lib
+    # and /usr/lib are one directory that dpkg knows by two names).
+    installed = chroot_ok(root, "dpkg -L ec2-net-utils").split()
+    for name in ("99-vpc-policy-routes.rules", "80-ec2.network"):
+        (path,) = [p for p in installed if p.endswith("/" + name)]
+        assert (root / path[1:]).is_file(), path
+    assert not (root / "usr/bin/setup-policy-routes").exists()
