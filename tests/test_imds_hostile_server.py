@@ -159,9 +159,13 @@ CAPPED = {
         "status line and headers over 64 KiB",
     ),
     "status line without end": (Script(b"HTTP/1.1 200 ", CHUNK), "status line and headers"),
+    # Python 3.14's http.client stops after 100 interim responses itself ("got more than 100
+    # interim responses", an invalid response); before 3.14 our head cap stops it.
     "100 Continue flood": (
         Script(b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
-        "status line and headers over 64 KiB",
+        "status line and headers over 64 KiB"
+        if sys.version_info < (3, 14)
+        else "more than 100 interim responses",
     ),
     "gzip body": (
         send(response("200 OK", gzip.compress(b"\0" * (20 << 20)), "Content-Encoding: gzip")),
@@ -187,7 +191,7 @@ def test_oversized_or_compressed_response_is_refused(case: str) -> None:
     assert reason in error.reason
     assert MAC_PATH in str(error)
     assert peak < MEMORY_LIMIT, f"{peak / 2**20:.1f} MiB allocated"
-    if case != "many headers":  # http.client's own limit: an invalid response, retried
+    if "invalid response" not in error.reason:  # http.client's own limits are retried
         assert sum(r.method == "GET" for r in server.requests) == 1, "a cap is final, not retried"
 
 
