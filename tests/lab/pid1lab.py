@@ -502,6 +502,10 @@ class Pid1Lab(Lab):
         stage = self._prepare_tree()
         script = self.workdir / "boot.sh"
         script.write_text(self._boot_script(stage, self._open_console()))
+        # The name holds our pid, so one that exists is another PID namespace's leftover (the
+        # platform roots number their processes from 1 again): its processes died with it.
+        if self.cgroup.is_dir() and not _remove_cgroup(self.cgroup, timeout=5):
+            raise LabError(f"stale cgroup {self.cgroup} cannot be removed")
         self.cgroup.mkdir()
         outer = (
             f"echo $$ > {shlex.quote(str(self.cgroup))}/cgroup.procs && exec unshare --pid"
