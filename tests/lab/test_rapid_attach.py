@@ -298,6 +298,22 @@ def settle(lab: Pid1Lab, name: str, sampler: ProcessSampler | None = None) -> fl
 # ---------------------------------------------------------------------- the test
 
 
+def _networkd_257() -> bool:
+    try:
+        out = subprocess.run(["networkctl", "--version"], capture_output=True, text=True)
+        return 257 <= int(out.stdout.split()[1]) < 262
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+# Open (platform issue): networkd 257 (Debian 13) leaves the detached ENI's policy rule
+# (`from ADDR lookup T`) in the kernel when the link goes away; 252 and 262 remove it. Not
+# strict: a pass is reported as XPASS.
+@pytest.mark.xfail(
+    condition=_networkd_257(),
+    reason="networkd 257 leaves a detached ENI's policy rule behind (open)",
+    strict=False,
+)
 def test_rapid_attach_detach(lab: Pid1Lab) -> None:
     seed = int(os.environ.get("EC2NET_LAB_SEED", "0")) or random.SystemRandom().randrange(10**9)
     print(f"seed {seed} (replay: EC2NET_LAB_SEED={seed})")
