@@ -506,6 +506,9 @@ def root_tarball(deb: Path) -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # Unique names: two test runs (or platform roots) may build the same key at once.
     build = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{path.name}.build."))
+    # mkdtemp makes the directory 0700 and tar records "." with that mode: inside the booted
+    # container "/" would then be closed to every unprivileged daemon (dbus as messagebus).
+    build.chmod(0o755)
     try:
         run(["debootstrap", "--variant=minbase", suite, str(build), mirror], timeout=1200)
         if apt_ignores_valid_until():
@@ -532,6 +535,7 @@ def debian_root(root_tarball: Path, deb: Path, tmp_path: Path) -> Iterator[Path]
     root = tmp_path / "root"
     root.mkdir()
     run(["tar", "-C", str(root), "-xf", str(root_tarball)], timeout=600)
+    root.chmod(0o755)  # "/" of a booted system; tarballs cached before the fix above hold 0700
     shutil.copy(deb, root / "var/tmp/ec2-net-utils.deb")
     yield root
     shutil.rmtree(root, ignore_errors=True)
@@ -786,6 +790,10 @@ class Booted:
         dnsmasq += ["--dhcp-ignore-clid"]
         self.spawn("dnsmasq", self.in_vpc(dnsmasq))
         wait_until(self.find_pid1, 60, "the container's systemd", self)
+        # PID 1 exists before it listens: systemctl fails at once ("Failed to connect to bus")
+        # until the manager's private socket is there.
+        private = Path(f"/proc/{self.pid1}/root/run/systemd/private")
+        wait_until(private.exists, 60, "the container's systemd socket", self)
         state = self.sh("systemctl is-system-running --wait", check=False).stdout.strip()
         assert state in ("running", "degraded"), self.sh("systemctl --failed").stdout
 
