@@ -11,25 +11,22 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import safeio
+from . import facts, safeio
 from .errors import UsageError, one_line, quote, quote_path
 from .inputs import is_ascii_digits, parse_endpoint, parse_seconds
 from .model import parse_mac
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "etc/ec2-net-utils.conf"
-CONFIG_DROPIN_DIR = "etc/ec2-net-utils.conf.d"
+CONFIG_FILE = facts.CONFIG_FILE
+CONFIG_DROPIN_DIR = facts.CONFIG_DROPIN_DIR
 T = TypeVar("T")
 
-_TRUE = frozenset({"1", "yes", "true", "on"})
-_FALSE = frozenset({"0", "no", "false", "off"})
 MIN_MTU, MAX_MTU = 576, 9216
 
 
@@ -66,11 +63,9 @@ class Config:
 
 
 def _bool(value: str) -> bool:
-    word = value.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
+    decision = facts.switch(value)
+    if decision is not None:
+        return decision
     raise ValueError(f"expected yes or no, got {quote(value)}")
 
 
@@ -128,27 +123,18 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
 
 def config_paths(root: Path) -> list[Path]:
     """The main file and the drop-ins (lexical order) that exist; each is read by `load`."""
-    paths = [root / CONFIG_FILE]
     dropins = root / CONFIG_DROPIN_DIR
     try:
-        paths += sorted(p for p in dropins.iterdir() if p.name.endswith(".conf"))
+        return [Path(p) for p in facts.config_paths(str(root))]
     except NotADirectoryError:
         raise UsageError(f"configuration: {quote_path(dropins)} is not a directory") from None
-    except FileNotFoundError:
-        pass
     except OSError as exc:
         raise UsageError(
             f"configuration: cannot list {quote_path(dropins)}: {exc.strerror}"
         ) from None
-    # A dangling symbolic link, or one to /dev/null (systemd's way to mask a file), is no file.
-    return [p for p in paths if os.path.exists(p) and os.path.realpath(p) != os.devnull]
 
 
-# A configuration file is a few hundred bytes; this only stops a runaway one.
-MAX_CONFIG_BYTES = 1 << 20
-# configparser's name for its defaults section. [DEFAULT] would give its keys to every
-# section; here it is an ordinary (unknown) section, and this name can never be a header.
-_NO_DEFAULTS = "\n"
+MAX_CONFIG_BYTES = facts.MAX_CONFIG_BYTES
 
 
 def _parse_file(path: Path) -> configparser.ConfigParser:
@@ -156,22 +142,16 @@ def _parse_file(path: Path) -> configparser.ConfigParser:
     where = quote_path(path)
     try:
         data = safeio.read_bytes(path, MAX_CONFIG_BYTES, follow_symlinks=True)
-        # utf-8-sig: a byte order mark at the start (some Windows editors add one) is dropped.
-        text = (data or b"").decode("utf-8-sig")
+        text = facts.decode_config(data or b"")
     except safeio.UnreadableFile as exc:
         raise UsageError(f"configuration {where}: {exc.reason}") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"configuration {where}: not UTF-8 (at byte {exc.start})") from None
-    # Option names stay case-sensitive, as in systemd's own INI files.
-    parser = configparser.ConfigParser(
-        interpolation=None, strict=True, default_section=_NO_DEFAULTS
-    )
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
-        parser.read_string(text, source=str(path))
+        # The same strictness as the generator's reading (facts.parse_config says why).
+        return facts.parse_config(text, str(path))
     except configparser.Error as exc:
         raise UsageError(f"configuration {where}: {_describe(exc)}") from None
-    return parser
 
 
 def _describe(exc: configparser.Error) -> str:

@@ -1,7 +1,7 @@
 """Per-interface locks (flock under /run) so concurrent runs never interleave on one ENI.
 
 A lock file lives only while it is held: the holder deletes it just before letting go, so
-nothing is left under /run/ec2-net-utils/lock for an interface that was detached. That is safe
+nothing is left in facts.LOCK_DIR for an interface that was detached. That is safe
 because a lock only counts once its holder has checked that the file it locked is still the one
 at the path: a run that opened the file just before it was deleted finds its lock on an orphan
 and starts again with the new file.
@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from . import safeio
+from . import facts, safeio
 from .apply import ensure_dir
 from .errors import Ec2NetError
 
-LOCK_DIR = "run/ec2-net-utils/lock"
+LOCK_DIR = facts.LOCK_DIR
 POLL_SECONDS = 0.05
 
 

@@ -19,7 +19,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-PENDING_DIR = "run/ec2-net-utils/reload-pending"
+from . import facts
+
+PENDING_DIR = facts.PENDING_DIR
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,9 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__, layout, safeio
+from . import __version__, facts, layout, safeio
 from .errors import ApplyError
 from .model import Eni, RenderOptions
-
-STATE_DIR = "run/ec2-net-utils/state"
 
 
 def digest(eni: Eni, ifname: str, primary: bool, options: RenderOptions) -> str:
@@ -34,7 +32,7 @@ def _identity(path: Path) -> list[int]:
 
 
 def _record_path(root: Path, ifname: str) -> Path:
-    return root / STATE_DIR / f"{ifname}.json"
+    return root / facts.APPLIED_STATE_DIR / f"{ifname}.json"
 
 
 def unchanged(root: Path, netdir: Path, ifname: str, wanted: str) -> bool:
@@ -84,4 +82,4 @@ def remove_temp_files(root: Path, ifname: str) -> list[Path]:
     """Temporary files of the record of `ifname` left by a killed run (hold its lock)."""
     from .apply import remove_temp_files
 
-    return remove_temp_files(root / STATE_DIR, f"{ifname}.json")
+    return remove_temp_files(root / facts.APPLIED_STATE_DIR, f"{ifname}.json")

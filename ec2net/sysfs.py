@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import safeio
+from . import facts, safeio
 from .errors import Ec2NetError, UsageError
 
 # The one check of interface names (argv and sysfs listings) lives in inputs.
@@ -16,8 +16,7 @@ from .model import parse_mac
 
 log = logging.getLogger(__name__)
 
-# Drivers of EC2 network interfaces: ENA, Intel 82599 VF (enhanced networking), Xen netfront.
-ENI_DRIVERS = frozenset({"ena", "ixgbevf", "vif"})
+ENI_DRIVERS = frozenset(facts.ENI_DRIVERS)
 SYS_CLASS_NET = "sys/class/net"
 
 

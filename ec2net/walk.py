@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import pending, safeio
+from . import facts, pending, safeio
 from .errors import ApplyError
 
-WALK_DIR = "run/ec2-net-utils"
-WALK_FILE = WALK_DIR + "/refresh-walk"
+WALK_FILE = facts.REFRESH_WALK_FILE
 # Timers fire every 60 s (plus up to 10 s of randomised delay): one walk serves the minute.
 WINDOW_SECONDS = 55.0
 # The record lists interface names, one a line: far below this even for hundreds of ENIs.
