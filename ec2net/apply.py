@@ -168,11 +168,7 @@ def generated_interfaces(netdir: Path) -> set[str]:
         return set()
     except OSError as exc:
         raise ApplyError(f"cannot list {safeio.shown(netdir)}: {exc.strerror}") from None
-    candidates = set()
-    for name in entries:
-        for suffix in (".network", ".network.d"):
-            if name.startswith("70-") and name.endswith(suffix):
-                candidates.add(name[len("70-") : -len(suffix)])
+    candidates = {ifname for ifname in map(layout.interface_of, entries) if ifname is not None}
     names = set()
     for ifname in sorted(candidates):
         try:

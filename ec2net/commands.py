@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apply, layout, networkd, pending, safeio, state, sysfs, walk
+from . import apply, layout, linkstate, networkd, pending, refresh_walk, safeio, state, sysfs
 from .config import Config
 from .errors import Ec2NetError, UsageError, quote
 from .inventory import MetadataSource, list_macs, read_enis, read_primary_mac
@@ -220,8 +220,8 @@ def _unmanaged_reason(opts: Options, link: sysfs.Link) -> str | None:
     entry = opts.config.unmanaged.matches(link.name, link.mac)
     if entry is not None:
         return f"Unmanaged={entry} in the configuration"
-    manager = sysfs.managed_by(opts.root, link.name)
-    if manager is not None and manager != sysfs.NETWORKD_MANAGER:
+    manager = linkstate.managed_by(opts.root, link.name)
+    if manager is not None and manager != linkstate.NETWORKD_MANAGER:
         return f"udev ID_NET_MANAGED_BY={manager}"
     return None
 
@@ -367,7 +367,7 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
     with interface_locks(opts.root, [WALK_LOCK], opts.deadline + LOCK_MARGIN, lock_failed) as held:
         # A reload an earlier run owes does not void the walk: _finish below settles it.
         if held:
-            code = walk.covered(str(opts.root), ifname, unless_reload_owed=False)
+            code = refresh_walk.covered(str(opts.root), ifname, unless_reload_owed=False)
         if code is not None:
             log.log(
                 logging.ERROR if code else logging.DEBUG,
@@ -376,7 +376,7 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
                 " that failed for it" if code else "",
             )
         elif held:
-            started = walk.now()
+            started = refresh_walk.now()
             try:
                 present = {link.name for link in _present_links(opts)}
             except Ec2NetError as exc:
@@ -393,7 +393,7 @@ def refresh(opts: Options, names: list[str] | None, *, coalesce: bool = False) -
             _setup(opts, targets, outcome)
             failed = set(targets) & set(outcome.failed)
             try:
-                walk.record(str(opts.root), started, set(targets) - failed, failed)
+                refresh_walk.record(str(opts.root), started, set(targets) - failed, failed)
             except Ec2NetError as exc:
                 outcome.fail(WALK_RECORD, exc)
     _finish(opts, outcome)
@@ -641,7 +641,7 @@ def show(opts: Options, names: list[str] | None, as_json: bool, echo: Callable[[
             str(opts.netdir / rel) for rel in apply.generated_files(opts.netdir, link.name)
         ]
         entry["admin_overrides"] = _admin_overrides(opts.root, link.name)
-        entry["network_file"] = networkd.network_file(opts.root, link.name)
+        entry["network_file"] = networkd.applied_network_file(opts.root, link.name)
         entry["shadowed_by"] = networkd.shadowing_file(opts.root, link.name)
         report.append(entry)
     if as_json:
@@ -746,7 +746,7 @@ def set_hostname(opts: Options, setter: Callable[[str], None] | None = None) -> 
         log.debug("setting the hostname is switched off in the configuration")
         return EXIT_OK
     try:
-        hostname.apply(
+        hostname.set_from_imds(
             opts.root,
             lambda: opts.open_source().get("local-hostname"),
             setter=setter or hostname.set_transient,

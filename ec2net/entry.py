@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from . import walk
+from . import refresh_walk
 
 # Global options that do not change the answer (each followed by its value), or flags. Kept
 # in step with cli.build_parser by tests/test_cli_robustness.py.
@@ -61,7 +61,7 @@ def _covered_by_last_walk(args: list[str]) -> int | None:
     if len(rest) != 3 or rest[:2] != ["refresh", "--coalesce"] or not _valid("IF", rest[2]):
         return None
     # --root must be a directory for the full CLI; a walk record found below it implies one.
-    code = walk.covered(root, rest[2])
+    code = refresh_walk.covered(root, rest[2])
     if code:
         sys.stderr.write(
             f"<3>ec2net: {rest[2]}: the refresh walk of all ENIs failed for it less than a "

@@ -77,7 +77,7 @@ def set_transient(name: str) -> None:
         raise ApplyError(f"hostnamectl set-hostname failed: {result.stderr.strip()}")
 
 
-def apply(
+def set_from_imds(
     root: Path,
     read_local_hostname: Callable[[], str | None],
     current: Callable[[], str] = socket.gethostname,

@@ -24,12 +24,24 @@ DROPIN_POLICY_6 = "ec2net_policy_6.conf"
 DROPINS: tuple[str, ...] = (DROPIN_ENI, DROPIN_ALIAS, DROPIN_POLICY_4, DROPIN_POLICY_6)
 
 
+# Our files sort before the 80-ec2.network fallback, which they replace for their link.
+PREFIX = "70-"
+
+
 def network_file(ifname: str) -> str:
-    return f"70-{ifname}.network"
+    return f"{PREFIX}{ifname}.network"
 
 
 def dropin_dir(ifname: str) -> str:
-    return f"70-{ifname}.network.d"
+    return f"{PREFIX}{ifname}.network.d"
+
+
+def interface_of(name: str) -> str | None:
+    """The interface a name `network_file` or `dropin_dir` gives is for; None for others."""
+    for suffix in (".network", ".network.d"):
+        if name.startswith(PREFIX) and name.endswith(suffix):
+            return name[len(PREFIX) : -len(suffix)]
+    return None
 
 
 def dropin(ifname: str, name: str) -> str:

@@ -8,14 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import layout, sysfs
+from . import layout, linkstate
 from .errors import ApplyError
 
 log = logging.getLogger(__name__)
 
 NETWORKCTL_TIMEOUT = 30.0
-# networkd's per-link state files; `networkctl status` reads the same ones (via sd-network).
-LINK_STATE_DIR = "run/systemd/netif/links"
 
 
 def reload() -> None:
@@ -45,9 +43,9 @@ def reload() -> None:
     log.debug("networkctl reload done")
 
 
-def network_file(root: Path, ifname: str) -> str | None:
+def applied_network_file(root: Path, ifname: str) -> str | None:
     """The .network file networkd applies to the link, as its state file records it."""
-    return sysfs.link_record(root, ifname, LINK_STATE_DIR, "", "NETWORK_FILE")
+    return linkstate.link_record(root, ifname, linkstate.NETWORKD_LINKS, "", "NETWORK_FILE")
 
 
 def shadowing_file(root: Path, ifname: str) -> str | None:
@@ -57,7 +55,7 @@ def shadowing_file(root: Path, ifname: str) -> str | None:
     same name is ours or an admin's override in /etc (intended); one sorting after ours (the
     80-ec2.network fallback) only means networkd has not been reloaded yet.
     """
-    current = network_file(root, ifname)
+    current = applied_network_file(root, ifname)
     if current is None:
         return None
     name = os.path.basename(current)

@@ -45,35 +45,6 @@ def _read_link(root: Path, name: str) -> Link | None:
     return Link(name=name, mac=mac, driver=driver)
 
 
-UDEV_DATA = "run/udev/data"
-# networkd's own value of ID_NET_MANAGED_BY; any other value names another manager.
-NETWORKD_MANAGER = "io.systemd.Network"
-
-
-def link_record(root: Path, name: str, directory: str, prefix: str, key: str) -> str | None:
-    """`key`'s value in a per-link state file `directory/<prefix><ifindex>` (KEY=value lines).
-
-    udev's database and networkd's link state are both kept that way, by interface index.
-    Read with `safeio`'s bounds: whatever is there instead of a small text file means "unknown".
-    """
-    from .errors import ApplyError
-
-    try:
-        ifindex = int(safeio.read_text(root / SYS_CLASS_NET / name / "ifindex") or "")
-        text = safeio.read_text(root / directory / f"{prefix}{ifindex}") or ""
-    except (ApplyError, ValueError):
-        return None
-    for line in text.splitlines():
-        if line.startswith(key + "="):
-            return line.partition("=")[2].strip() or None
-    return None
-
-
-def managed_by(root: Path, name: str) -> str | None:
-    """ID_NET_MANAGED_BY from udev's database for this link, if udev set one."""
-    return link_record(root, name, UDEV_DATA, "n", "E:ID_NET_MANAGED_BY")
-
-
 def link_exists(root: Path, name: str) -> bool:
     return os.path.lexists(root / SYS_CLASS_NET / check_ifname(name))
 

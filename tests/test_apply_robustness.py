@@ -32,7 +32,7 @@ from robust_util import (
     temp_files,
 )
 
-from ec2net import walk
+from ec2net import refresh_walk
 
 GOLDEN = Path(__file__).parent / "golden"
 STATE = "run/ec2-net-utils/state"
@@ -127,13 +127,13 @@ def test_failed_walk_reload_voids_the_timer_shortcut(cli: RealCli) -> None:
     cli.mock.set_snapshot(moved_secondary())
     cli.fail_reloads = 1
     assert cli("refresh", "--coalesce", "eth0").code == 1
-    assert walk.covered(str(cli.root), "eth1") is None
-    assert walk.covered(str(cli.root), "eth1", unless_reload_owed=False) == 0
+    assert refresh_walk.covered(str(cli.root), "eth1") is None
+    assert refresh_walk.covered(str(cli.root), "eth1", unless_reload_owed=False) == 0
     requests = cli.mock.count()
     run = cli("refresh", "--coalesce", "eth1")
     assert run.code == 0 and cli.reloads == 2, "setup's and the owed one"
     assert cli.mock.count() == requests, "the walk still serves eth1: no IMDS request"
-    assert walk.covered(str(cli.root), "eth1") == 0
+    assert refresh_walk.covered(str(cli.root), "eth1") == 0
 
 
 FAKE_NETWORKCTL = """#!/bin/sh
@@ -306,10 +306,10 @@ def test_broken_state_record(cli: RealCli, kind: str) -> None:
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_broken_walk_record(cli: RealCli, kind: str) -> None:
     assert cli("setup", "--all").code == 0
-    record = cli.root / walk.WALK_FILE
+    record = cli.root / refresh_walk.WALK_FILE
     BROKEN[kind](record)
     with bounded(2):
-        assert walk.covered(str(cli.root), "eth0") is None  # the timer's early exit
+        assert refresh_walk.covered(str(cli.root), "eth0") is None  # the timer's early exit
     cli.mock.set_snapshot(moved_secondary())
     run = cli("refresh", "--coalesce", "eth0")
     assert run.code == (1 if kind in UNWRITABLE else 0), run.log
@@ -318,7 +318,7 @@ def test_broken_walk_record(cli: RealCli, kind: str) -> None:
     if kind in UNWRITABLE:
         assert "cannot write the refresh-walk record" in run.log
     else:
-        assert walk.covered(str(cli.root), "eth1") == 0
+        assert refresh_walk.covered(str(cli.root), "eth1") == 0
 
 
 @ROOT_ONLY

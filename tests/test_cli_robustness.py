@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from imds_mock import ImdsMock
 from instance_builder import example as instance_example
 
-from ec2net import cli, commands, entry, hostname, sysfs, walk
+from ec2net import cli, commands, entry, hostname, sysfs, refresh_walk
 from ec2net.docs import _subcommands
 from ec2net.errors import UsageError
 
@@ -291,16 +291,16 @@ def test_closed_stdout_is_not_a_traceback(tmp_path: Path) -> None:
 
 EARLY_EXIT = """
 import os, sys
-from ec2net import entry, walk
+from ec2net import entry, refresh_walk
 def covered(root, ifname):
     if not os.path.isdir(root):
-        return None  # as walk.covered: no record there
+        return None  # as refresh_walk.covered: no record there
     if ifname == "boom":
         raise RuntimeError("walk record\\nunreadable")
     if ifname == "intr":
         raise KeyboardInterrupt
     return {"eth1": 0, "-h": 0}.get(ifname)
-walk.covered = covered
+refresh_walk.covered = covered
 sys.argv = ["ec2net", *sys.argv[1:]]
 code = entry.main()
 print(code, "ec2net.cli" in sys.modules)

@@ -67,7 +67,7 @@ def test_missing_local_hostname(ec2net: Cli, caplog: pytest.LogCaptureFixture) -
 
 def test_unchanged_hostname_is_not_set_again(tmp_path: Path) -> None:
     calls: list[str] = []
-    changed = hostname.apply(
+    changed = hostname.set_from_imds(
         tmp_path,
         lambda: "ip-10-0-1-23.ec2.internal",
         lambda: "ip-10-0-1-23.ec2.internal",

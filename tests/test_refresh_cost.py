@@ -12,7 +12,7 @@ from conftest import Cli, del_link
 from test_cli import Instance, instance  # noqa: F401 (fixture)
 from test_setup_tree import SECONDARY, attach_dual_stack, golden
 
-from ec2net import walk
+from ec2net import refresh_walk
 
 
 def test_coalesced_refresh_walks_once_per_window(
@@ -32,7 +32,7 @@ def test_coalesced_refresh_walks_once_per_window(
 
     key = f"network/interfaces/macs/{SECONDARY}/local-ipv4s"
     ec2net.mock.set(key, ["10.0.2.41", "10.0.2.140", "10.0.2.77", "10.0.2.99"])
-    clock[0] += walk.WINDOW_SECONDS + 1
+    clock[0] += refresh_walk.WINDOW_SECONDS + 1
     assert ec2net("refresh", "--coalesce", "eth1").code == 0
     assert ec2net.mock.count() == 2 * walked
     assert "Address=10.0.2.99/32" in ec2net.tree()["70-eth1.network.d/ec2net_alias.conf"]
@@ -64,10 +64,10 @@ def test_coalesced_walk_reports_only_its_own_interface(ec2net: Cli) -> None:
 
 EARLY_EXIT = """
 import sys
-from ec2net import entry, walk
+from ec2net import entry, refresh_walk
 expected_root = sys.argv[1]
 codes = {"eth1": 0, "eth2": 1}
-walk.covered = lambda root, ifname: codes.get(ifname) if root == expected_root else None
+refresh_walk.covered = lambda root, ifname: codes.get(ifname) if root == expected_root else None
 sys.argv = ["ec2net", *sys.argv[2:]]
 code = entry.main()
 heavy = ("ec2net.cli", "argparse", "logging", "http.client", "jinja2")
@@ -151,7 +151,7 @@ def test_timer_of_a_detached_link_records_no_failure(
     run = ec2net("refresh", "--coalesce", "eth1")
     assert run.code == 0, run.log
     assert ec2net.mock.count() == 0
-    assert walk.covered("/", "eth1") is None
+    assert refresh_walk.covered("/", "eth1") is None
 
 
 def test_link_gone_while_waiting_for_its_lock_gets_no_files(

@@ -15,7 +15,7 @@ from conftest import Cli, add_link, del_link
 from instance_builder import eni, eni_path, example
 from test_setup_tree import PRIMARY, SECONDARY, attach_dual_stack, golden
 
-from ec2net import walk
+from ec2net import refresh_walk
 from ec2net.errors import MetadataError, NotPropagated
 from ec2net.inventory import read_enis
 from ec2net.snapshot import SnapshotSource
@@ -148,7 +148,7 @@ def test_coalesced_walk_without_links_changes_nothing(ec2net: Cli, fault: str) -
     assert run.code == 1, run.log
     assert "sys/class/net" in run.log
     assert ec2net.tree() == before
-    assert walk.covered(str(ec2net.root), "eth1") is None, "an untrusted walk is not recorded"
+    assert refresh_walk.covered(str(ec2net.root), "eth1") is None, "an untrusted walk is not recorded"
 
 
 def test_listed_but_unreadable_link_is_not_gone(ec2net: Cli) -> None:
