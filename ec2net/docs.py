@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__, config, layout
+from . import __version__, config, facts, layout
 from .cli import build_parser
 
 PAGES = {
@@ -79,6 +79,7 @@ def context() -> dict[str, object]:
         "commands": commands,
         "schema": schema,
         "marker": layout.MARKER,
+        "eni_drivers": ", ".join(facts.ENI_DRIVERS[:-1]) + " or " + facts.ENI_DRIVERS[-1],
     }
 
 

@@ -211,5 +211,5 @@ def meson_values() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    # NAME=VALUE lines for meson.build (no value holds a newline or "=" before its name's end).
+    # NAME=VALUE lines for meson.build, which splits them at "=" (no value may hold one).
     sys.stdout.write("".join(f"{k}={v}\n" for k, v in meson_values().items()))

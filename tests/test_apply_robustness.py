@@ -32,12 +32,12 @@ from robust_util import (
     temp_files,
 )
 
-from ec2net import refresh_walk
+from ec2net import facts, refresh_walk
 
 GOLDEN = Path(__file__).parent / "golden"
-STATE = "run/ec2-net-utils/state"
-LOCKS = "run/ec2-net-utils/lock"
-PENDING = "run/ec2-net-utils/reload-pending"
+STATE = facts.APPLIED_STATE_DIR
+LOCKS = facts.LOCK_DIR
+PENDING = facts.PENDING_DIR
 
 
 def reload_owed(root: Path) -> bool:
@@ -344,7 +344,7 @@ def test_broken_lock_file_stops_only_its_interface(cli: RealCli, kind: str) -> N
 
 def test_pending_record_cannot_be_made(cli: RealCli) -> None:
     """Nowhere to record the debt: the files are still written and reloaded, and it is said."""
-    (cli.root / "run/ec2-net-utils").mkdir(parents=True)
+    (cli.root / facts.RUN_DIR).mkdir(parents=True)
     (cli.root / PENDING).write_text("in the way")
     run = cli("setup", "--all")
     assert run.code == 1 and "reload: cannot record the pending reload" in run.log

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from imds_mock import ImdsMock
 from instance_builder import example as instance_example
 
-from ec2net import cli, commands, entry, hostname, sysfs, refresh_walk
+from ec2net import cli, commands, entry, hostname, refresh_walk, sysfs
 from ec2net.docs import _subcommands
 from ec2net.errors import UsageError
 
@@ -364,7 +364,7 @@ def test_early_exit_options_in_step_with_the_parser(monkeypatch: pytest.MonkeyPa
     for option in full_cli_only:
         assert entry._covered_by_last_walk([option, "refresh", "--coalesce", "eth1"]) is None
     asked: list[str] = []
-    monkeypatch.setattr(walk, "covered", lambda root, ifname: asked.append(ifname) or 0)
+    monkeypatch.setattr(refresh_walk, "covered", lambda root, ifname: asked.append(ifname) or 0)
     assert entry._covered_by_last_walk(["refresh", "--coalesce", "--", "-h"]) == 0
     assert entry._covered_by_last_walk(["refresh", "--coalesce", "--", "eth1"]) == 0
     assert asked == ["-h", "eth1"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_generator import SOURCE, load_generator
 
-from ec2net import config
+from ec2net import config, facts
 from ec2net.errors import UsageError
 
 MAIN = "etc/ec2-net-utils.conf"
@@ -174,15 +174,42 @@ def test_huge_values_are_quoted_short(tmp_path: Path, caplog: pytest.LogCaptureF
     assert "not a MAC address" in load_error(tmp_path)
 
 
-def test_generator_and_tool_both_reject_a_duplicated_main(tmp_path: Path) -> None:
-    """The generator parses the file itself; for a duplicated [Main] it must not decide
-    differently from the tool: both refuse the file (the generator then acts as with no
-    configuration and logs why)."""
-    write(tmp_path, "[Main]\nEnable=no\n[Main]\nSetHostname=no\n")
-    assert "section [Main] appears twice" in load_error(tmp_path)
-    generator = load_generator(SOURCE)
+def run_generator(root: Path) -> tuple[str | None, str]:
+    """The generator, as systemd runs it, on an EC2 instance below `root`: (flag, stderr)."""
+    dmi = root / "sys/class/dmi/id/sys_vendor"
+    dmi.parent.mkdir(parents=True, exist_ok=True)
+    dmi.write_text("Amazon EC2\n")
     stderr = io.StringIO()
     with redirect_stderr(stderr):
-        assert generator.main_config(str(tmp_path)) == {}
-    assert "ignoring unreadable configuration" in stderr.getvalue()
-    assert "Main" in stderr.getvalue()
+        assert load_generator(SOURCE).main(["generator", str(root / "gen")], str(root)) == 0
+    flag = root / facts.ACTIVE_FLAG
+    return (flag.read_text() if flag.exists() else None), stderr.getvalue()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Main]\nEnable=yes\n[Main]\nEnable=no\n",
+        "[Main]\nEnable=no\n[IMDS]\nDeadline=5\n[Main]\nSetHostname=no\n",
+        "[Main]\nEnable=yes\nEnable=no\n",
+        "[Main]\nEnable=maybe\n",
+    ],
+)
+def test_generator_and_tool_agree_on_a_file_ec2net_refuses(tmp_path: Path, text: str) -> None:
+    """Issue 14's bug: the generator used to drop such a file and enable the units anyway on
+    an EC2 instance, while ec2net refused to run. Both read it through ec2net.facts now: the
+    tool exits 2, the generator stays out (no flag, no wants) and says why in one line."""
+    write(tmp_path, text)
+    message = load_error(tmp_path)
+    flag, err = run_generator(tmp_path)
+    assert flag is None and not (tmp_path / "gen").exists()
+    assert err.count("\n") == 1 and "configuration rejected" in err, err
+    assert ("appears twice" in message) == ("Duplicate" in err or "already exists" in err)
+
+
+def test_generator_and_tool_agree_on_a_valid_file(tmp_path: Path) -> None:
+    write(tmp_path, "[Main]\nEnable=yes\n")
+    write(tmp_path, "[Main]\nEnable=no\nSetHostname=no\n", "50-off.conf")
+    conf = config.load(tmp_path)
+    assert (conf.enable, conf.set_hostname) == (False, False)
+    assert run_generator(tmp_path) == (None, "")

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+# Imported before pyfakefs starts: the generator imports it from the package.
+from ec2net import facts
+
 SOURCE = Path(__file__).resolve().parents[1] / "generator/ec2-net-utils-generator.in"
 UNIT_DIR = "/usr/lib/systemd/system"
 WANTS = "/gen/systemd-networkd.service.wants/ec2-net-utils.service"
-FLAG = "/run/ec2-net-utils/active"
+FLAG = "/" + facts.ACTIVE_FLAG
 
 
 def load_generator(path: Path = SOURCE) -> types.ModuleType:
@@ -92,7 +95,8 @@ def test_stays_out_elsewhere(gen: types.ModuleType, files: dict[str, str]) -> No
         ("quiet", "[Main]\nEnable=no\n", False),
         ("ec2net=on", "[Main]\nEnable=no\n", True),  # kernel command line beats the config
         ("quiet", "[Main]\nEnable=auto\n", True),
-        ("quiet", "[Main]\nEnable=bogus\n", True),  # unknown: auto-detect
+        ("quiet", "[Main]\nEnable=bogus\n", False),  # ec2net refuses it: stay out
+        ("ec2net=on", "[Main]\nEnable=bogus\n", True),
     ],
 )
 def test_overrides_on_an_ec2_instance(
@@ -138,19 +142,24 @@ def test_hostname_unit_unless_switched_off(gen: types.ModuleType) -> None:
     assert active() and not os.path.lexists(hostname)
 
 
-def test_broken_config_is_ignored(
+def test_a_config_ec2net_refuses_keeps_it_out(
     gen: types.ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """ec2net exits 2 on such a file, so every unit would fail; and it may say Enable=no."""
     write("/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
+    run(gen)
+    assert active()
+    os.unlink(WANTS)
     write("/etc/ec2-net-utils.conf", "Enable=yes without a section\n")
     assert run(gen) == 0
-    assert active()
-    assert "ignoring unreadable configuration" in capsys.readouterr().err
+    assert not active() and not os.path.exists(FLAG), "a daemon-reload also switches off"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "configuration rejected" in err and "stays inactive" in err
 
 
 def test_never_fails_the_boot(gen: types.ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     write("/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
-    write("/run/ec2-net-utils", "a file where a directory belongs")
+    write("/" + facts.RUN_DIR, "a file where a directory belongs")
     assert run(gen) == 0
     assert "error, ec2-net-utils stays inactive" in capsys.readouterr().err
     assert gen.main(["generator"]) == 0, "wrong arguments: still exit 0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import read_tree
 from test_generator import load_generator
+
+from ec2net import facts
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -125,6 +128,55 @@ def test_installed_units_and_generator_are_substituted(prefix: Path) -> None:
     generator = load_generator(prefix / "lib/systemd/system-generators/ec2-net-utils-generator")
     unit_dir: str = generator.UNIT_DIR
     assert unit_dir == str(unitdir)
+
+
+def test_installed_files_carry_the_facts(prefix: Path) -> None:
+    """meson substituted every @NAME@, with ec2net.facts' values (tests/test_facts.py checks
+    that no file spells them out)."""
+    values = facts.meson_values()
+    texts = {rel: (prefix / rel).read_text() for rel in SYSTEM_FILES if "/man" not in rel}
+    for rel, text in texts.items():
+        assert re.search(r"@[A-Z_]+@", text) is None, rel
+    for unit in UNITS[:3] + UNITS[4:]:
+        text = texts[f"lib/systemd/system/{unit}"]
+        assert f"\nConditionPathExists={values['ACTIVE_FLAG']}\n" in text, unit
+        if "@HARDENING@" in (REPO / f"units/{unit}.in").read_text():
+            assert f" -{values['RUN_DIR']}\n" in text, unit  # ReadWritePaths=
+    rule = texts[f"lib/udev/rules.d/{RULE}"]
+    assert f'ENV{{ID_NET_DRIVER}}!="{values["ENI_DRIVERS_UDEV"]}"' in rule
+    hook = texts["libexec/ec2-net-utils/package-hook"]
+    for name in ("RUN_DIR", "ACTIVE_FLAG", "PACKAGE_STATE_DIR", "LEFT_MARKER"):
+        assert f"\n{name}='{values[name]}'\n" in hook, name
+    assert f"\nDRIVERS='{values['ENI_DRIVERS']}'\n" in hook
+    assert f"\nGENERATED_MARKER='{values['MARKER']}'\n" in hook
+
+
+def test_installed_generator_imports_the_installed_package(prefix: Path, tmp_path: Path) -> None:
+    """As systemd runs it (python -I -S: no site directory, no PYTHONPATH), it finds
+    ec2net.facts where meson installed it; without the package it logs one line, exit 0."""
+    generator = prefix / "lib/systemd/system-generators/ec2-net-utils-generator"
+    dmi = tmp_path / "sys/class/dmi/id/sys_vendor"
+    dmi.parent.mkdir(parents=True)
+    dmi.write_text("Amazon EC2\n")
+    env = {"EC2NET_GENERATOR_ROOT": str(tmp_path), "PATH": os.environ["PATH"]}
+    result = subprocess.run(
+        [str(generator), str(tmp_path / "gen")], capture_output=True, text=True, env=env
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (tmp_path / facts.ACTIVE_FLAG).read_text() == "EC2 instance detected\n"
+
+    hidden = prefix / "site/ec2net"
+    hidden.rename(prefix / "site/ec2net.hidden")
+    try:
+        (tmp_path / facts.ACTIVE_FLAG).unlink()
+        result = subprocess.run(
+            [str(generator), str(tmp_path / "gen")], capture_output=True, text=True, env=env
+        )
+    finally:
+        (prefix / "site/ec2net.hidden").rename(hidden)
+    assert result.returncode == 0
+    assert result.stderr.count("\n") == 1 and "ModuleNotFoundError" in result.stderr
+    assert not (tmp_path / facts.ACTIVE_FLAG).exists()
 
 
 def systemd_version() -> int:
@@ -271,4 +323,4 @@ def test_fallback_network_can_be_disabled_like_amazons(prefix: Path) -> None:
     parser = configparser.ConfigParser(strict=True, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(network.read_text())
-    assert dict(parser["Match"]) == {"Driver": "ena ixgbevf vif"}
+    assert dict(parser["Match"]) == {"Driver": " ".join(facts.ENI_DRIVERS)}

@@ -21,7 +21,7 @@ def test_coalesced_refresh_walks_once_per_window(
     attach_dual_stack(ec2net)
     assert ec2net("setup", "--all").code == 0
     clock = [1000.0]
-    monkeypatch.setattr(walk, "now", lambda: clock[0])
+    monkeypatch.setattr(refresh_walk, "now", lambda: clock[0])
     ec2net.mock.clear_log()
 
     assert ec2net("refresh", "--coalesce", "eth0").code == 0
@@ -145,7 +145,7 @@ def test_timer_of_a_detached_link_records_no_failure(
     a re-attach within the window must not inherit a failure of the link that was gone."""
     attach_dual_stack(ec2net)
     assert ec2net("setup", "--all").code == 0
-    monkeypatch.setattr(walk, "now", lambda: 1000.0)
+    monkeypatch.setattr(refresh_walk, "now", lambda: 1000.0)
     del_link(ec2net.root, "eth1")
     ec2net.mock.clear_log()
     run = ec2net("refresh", "--coalesce", "eth1")

@@ -148,7 +148,8 @@ def test_coalesced_walk_without_links_changes_nothing(ec2net: Cli, fault: str) -
     assert run.code == 1, run.log
     assert "sys/class/net" in run.log
     assert ec2net.tree() == before
-    assert refresh_walk.covered(str(ec2net.root), "eth1") is None, "an untrusted walk is not recorded"
+    walked = refresh_walk.covered(str(ec2net.root), "eth1")
+    assert walked is None, "an untrusted walk is not recorded"
 
 
 def test_listed_but_unreadable_link_is_not_gone(ec2net: Cli) -> None:

@@ -44,6 +44,8 @@ sys.dont_write_bytecode = True
 from imds_mock import ImdsMock  # noqa: E402
 from instance_builder import eni, instance  # noqa: E402
 
+from ec2net import facts  # noqa: E402
+
 FULL_NS = (1, 4, 16, 64)
 FULL_KS = (1, 10, 50)
 QUICK_NS = (1, 16)
@@ -529,7 +531,7 @@ def bench_instance(
         # no-op refreshes on the instance boot just configured.
         refresh_one.samples.append(bench.measure(cli(root, "refresh", one_if), root))
         refresh_all.samples.append(bench.measure(cli(root, "refresh", "--all"), root))
-        (root / "run/ec2-net-utils/refresh-walk").unlink(missing_ok=True)  # a new interval
+        (root / facts.REFRESH_WALK_FILE).unlink(missing_ok=True)  # a new interval
         each = [bench.measure(cli(root, "refresh", "--coalesce", f"eth{i}"), root) for i in swept]
         refresh_each.detail.append(each)
         refresh_each.samples.append(combine(each))

@@ -101,6 +101,8 @@ from netlab import (
     wait_for,
 )
 
+from ec2net import facts
+
 SYSTEMD = "/lib/systemd/systemd"
 INSTALL_PREFIX = "/usr/local"  # meson -Dprefix; systemd and udev search below it
 SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter the installed units run
@@ -287,9 +289,10 @@ def meson_destdir(base: Path) -> Path:
 def lab_fallback(dest: Path) -> str:
     """The installed fallback, matching the lab's veth ENIs by name instead of by driver."""
     text = (dest / INSTALL_PREFIX.lstrip("/") / "lib/systemd/network/80-ec2.network").read_text()
-    if "Driver=ena ixgbevf vif" not in text:
-        raise LabError("the installed 80-ec2.network no longer matches Driver=ena ixgbevf vif")
-    return text.replace("Driver=ena ixgbevf vif", "Name=eth*")
+    match = "Driver=" + " ".join(facts.ENI_DRIVERS)
+    if match not in text:
+        raise LabError(f"the installed 80-ec2.network no longer matches {match}")
+    return text.replace(match, "Name=eth*")
 
 
 class Pid1Lab(Lab):

@@ -15,7 +15,7 @@ units) boots with eth0 (primary) and eth1 (secondary, stays attached throughout)
    processes in the instance are counted every 50 ms;
 2. settle (bounded), then nothing may be left for eth2: no unit or timer loaded, active or
    failed, no file under /run/systemd/network, no lock or state record under
-   /run/ec2-net-utils, no policy rule or route of its table 10002; eth1's (and eth0's)
+   the run directory, no policy rule or route of its table 10002; eth1's (and eth0's)
    files are byte-identical and their DHCP addresses were never deleted;
 3. one more attach is configured completely (no start limit refuses it), and its detach
    again leaves nothing behind.
@@ -41,6 +41,8 @@ import pytest
 from netlab import NEEDS_ROOT, VPC_SUBNET, LabError, _kill_popen
 from pid1lab import Pid1Lab, lab_fallback, meson_destdir
 
+from ec2net import facts
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +50,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from instance_builder import MACS, eni, eni_path, instance  # noqa: E402
 
 NETDIR = "/run/systemd/network"
-STATEDIR = "/run/ec2-net-utils"
+STATEDIR = "/" + facts.RUN_DIR
 ETH0 = eni("02:00:00:00:00:10", 0, ipv4s=["192.0.2.10"], subnet4=VPC_SUBNET)
 ETH1 = eni("02:00:00:00:00:11", 1, ipv4s=["192.0.2.11", "192.0.2.21"], subnet4=VPC_SUBNET)
 ETH2 = eni("02:00:00:00:00:12", 2, ipv4s=["192.0.2.12"], subnet4=VPC_SUBNET)

@@ -30,6 +30,8 @@ import pytest
 from netlab import NEEDS_ROOT, REMOTE_PEER, VPC_GATEWAY, VPC_SUBNET, LabError, _netns_list
 from pid1lab import INSTALL_PREFIX, SYSTEM_PYTHON, Pid1Lab, lab_fallback, meson_destdir
 
+from ec2net import facts
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,9 +156,7 @@ def test_boot_oneshot_runs_before_network_online(lab: Pid1Lab) -> None:
     assert lab.systemctl("--failed", "--plain", "--no-legend").strip() == ""
 
     # The generator decided to act, from /etc/ec2-net-utils.conf, and wired the oneshot in.
-    assert lab.path("/run/ec2-net-utils/active").read_text() == (
-        "configuration [Main] Enable=yes\n"
-    )
+    assert lab.path("/" + facts.ACTIVE_FLAG).read_text() == ("configuration [Main] Enable=yes\n")
     wants = lab.path("/run/systemd/generator/systemd-networkd.service.wants/ec2-net-utils.service")
     assert os.readlink(wants) == f"{INSTALL_PREFIX}/lib/systemd/system/ec2-net-utils.service"
     unit = "ec2-net-utils.service"
