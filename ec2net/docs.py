@@ -79,6 +79,8 @@ def context() -> dict[str, object]:
         "commands": commands,
         "schema": schema,
         "marker": layout.MARKER,
+        "active_flag": "/" + facts.ACTIVE_FLAG,
+        "run_dir": "/" + facts.RUN_DIR,
         "eni_drivers": ", ".join(facts.ENI_DRIVERS[:-1]) + " or " + facts.ENI_DRIVERS[-1],
     }
 

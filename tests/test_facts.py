@@ -24,14 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 ALLOWED = ("ec2net/facts.py", "README.md", "tests/golden/", "tests/test_facts.py")
 
 
+def spelled(literal: str) -> re.Pattern[str]:
+    """`literal`, also with its hyphens escaped for roff (man page sources)."""
+    return re.compile(r"\\?-".join(re.escape(part) for part in literal.split("-")))
+
+
 def literals() -> dict[str, re.Pattern[str]]:
     return {
         # Any copy of the driver list names its one member no other word contains.
         "ENI_DRIVERS": re.compile(re.escape(facts.ENI_DRIVERS[1])),
-        "RUN_DIR": re.compile(re.escape(facts.RUN_DIR)),
-        "PACKAGE_STATE_DIR": re.compile(re.escape(facts.PACKAGE_STATE_DIR)),
-        "MARKER": re.compile(re.escape(facts.MARKER)),
-        "LEFT_MARKER": re.compile(re.escape(facts.LEFT_MARKER)),
+        "RUN_DIR": spelled(facts.RUN_DIR),
+        "PACKAGE_STATE_DIR": spelled(facts.PACKAGE_STATE_DIR),
+        "MARKER": spelled(facts.MARKER),
+        "LEFT_MARKER": spelled(facts.LEFT_MARKER),
         # The name three different directories shared; each has its own now.
         "the ambiguous STATE_DIR": re.compile(r"\bSTATE_DIR\b"),
     }
@@ -71,6 +76,7 @@ def test_the_check_finds_a_copy(tmp_path: Path) -> None:
         f"ConditionPathExists=/{facts.ACTIVE_FLAG}",
         f"rm -rf /{facts.PACKAGE_STATE_DIR}",
         f"{facts.MARKER} for eth0",
+        "\\fI/" + facts.ACTIVE_FLAG.replace("-", "\\-") + "\\fR",
         facts.LEFT_MARKER,
         "STATE_DIR = 'x'",
     ]
