@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import configparser
@@ -173,8 +173,17 @@ def on_ec2(root: str) -> bool:
     return (_read(root, XEN_UUID) or "").lower().startswith("ec2")
 
 
-def decide(root: str) -> tuple[bool, str, dict[str, str]]:
-    """(act, reason, [Main]) from local facts only: no network.
+class Decision(NamedTuple):
+    act: bool
+    reason: str
+    # [Main] as read ({} when there is none or it was rejected).
+    main: dict[str, str]
+    # Why the configuration was rejected, if it was.
+    rejected: str | None = None
+
+
+def decide(root: str) -> Decision:
+    """Whether ec2-net-utils runs here, from local facts only: no network.
 
     The kernel command line wins; then [Main] Enable=; then, for "auto", the hardware. A
     configuration ec2net rejects keeps ec2-net-utils out (unless the command line says on):
@@ -183,18 +192,21 @@ def decide(root: str) -> tuple[bool, str, dict[str, str]]:
     decision = from_cmdline(root)
     try:
         main = read_main(root)
+        rejected = None
     except ConfigRejected as exc:
-        if decision:
-            return True, "kernel command line ec2net=on", {}
-        return False, f"configuration rejected: {exc}", {}
+        main, rejected = {}, str(exc)
     if decision is not None:
-        return decision, f"kernel command line ec2net={'on' if decision else 'off'}", main
+        reason = f"kernel command line ec2net={'on' if decision else 'off'}"
+        return Decision(decision, reason, main, rejected)
+    if rejected is not None:
+        return Decision(False, "configuration rejected", main, rejected)
     decision = switch(main.get("Enable", "auto"))
     if decision is not None:
-        return decision, f"configuration [Main] Enable={'yes' if decision else 'no'}", main
+        reason = f"configuration [Main] Enable={'yes' if decision else 'no'}"
+        return Decision(decision, reason, main)
     if on_ec2(root):
-        return True, "EC2 instance detected", main
-    return False, "not an EC2 instance", main
+        return Decision(True, "EC2 instance detected", main)
+    return Decision(False, "not an EC2 instance", main)
 
 
 def meson_values() -> dict[str, str]:

@@ -310,6 +310,9 @@ def test_deb_maintainer_scripts(deb: Path, tmp_path: Path) -> None:
         assert path.read_text().startswith("#!/bin/sh\n")
     assert f"HOOK={HOOK}\n" in (tmp_path / "postinst").read_text()
     assert f"{HOOK} remove" in (tmp_path / "prerm").read_text()
+    # debian/rules defines the token from ec2net/facts.py (the hook is gone at purge).
+    postrm = (tmp_path / "postrm").read_text()
+    assert f"rm -rf '/{facts.PACKAGE_STATE_DIR}'\n" in postrm and "#PACKAGE_STATE" not in postrm
     # dh_python3's byte-compilation made it into the scripts (#DEBHELPER#).
     assert "py3compile -p ec2-net-utils" in (tmp_path / "postinst").read_text()
 
