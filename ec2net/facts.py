@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, NamedTuple
 
+# Not typing.TYPE_CHECKING: importing typing (and re with it) would double the generator's
+# import time at every boot; mypy takes any constant of this name as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import configparser
 
@@ -173,13 +175,16 @@ def on_ec2(root: str) -> bool:
     return (_read(root, XEN_UUID) or "").lower().startswith("ec2")
 
 
-class Decision(NamedTuple):
-    act: bool
-    reason: str
-    # [Main] as read ({} when there is none or it was rejected).
-    main: dict[str, str]
-    # Why the configuration was rejected, if it was.
-    rejected: str | None = None
+class Decision:
+    """`act` or not and why (`reason`, for the flag file); [Main] as read ({} when there is
+    none or it was rejected); why the configuration was rejected, if it was."""
+
+    __slots__ = ("act", "main", "reason", "rejected")
+
+    def __init__(
+        self, act: bool, reason: str, main: dict[str, str], rejected: str | None = None
+    ) -> None:
+        self.act, self.reason, self.main, self.rejected = act, reason, main, rejected
 
 
 def decide(root: str) -> Decision:
