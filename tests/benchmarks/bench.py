@@ -284,7 +284,9 @@ class Bench:
         shutil.copytree(REPO / "ec2net", self.src / "ec2net", ignore=skip)
         shutil.copytree(REPO / "templates", self.src / "templates", ignore=skip)
         self.generator = self.src / GENERATOR.name
-        shutil.copy2(GENERATOR, self.generator)
+        # As meson installs it: the generator imports ec2net.facts from the copy.
+        text = GENERATOR.read_text().replace("@PYTHON_PACKAGE_PARENT@", str(self.src))
+        self.generator.write_text(text)
         self.source_digest = tree_digest(self.src)
         # A minimal, fixed environment: no proxies, no EC2NET_* or JOURNAL_STREAM from the
         # caller. Bytecode goes to a private cache so the benchmark never writes into the
@@ -486,6 +488,8 @@ def bench_baselines(bench: Bench, runs: int) -> list[CaseResult]:
         shutil.rmtree(outdir, ignore_errors=True)
         outdir.mkdir()
         gen_case.samples.append(bench.measure(gen_argv, tree=groot, env=gen_env))
+        if not (groot / facts.ACTIVE_FLAG).is_file():
+            raise SystemExit("the generator did not act on the benchmark's EC2 root")
     return [launcher, pass_case, import_case, gen_case]
 
 
