@@ -120,13 +120,15 @@ def read_main(root: str) -> dict[str, str]:
     with bounded non-blocking reads and its own messages). ConfigRejected for any file that
     ec2net would refuse.
     """
-    import configparser
-
     main: dict[str, str] = {}
     try:
         paths = config_paths(root)
     except OSError as exc:
         raise ConfigRejected(f"cannot list {CONFIG_DROPIN_DIR}: {exc.strerror}") from None
+    if not paths:
+        return main
+    import configparser  # only when there is a config file: keeps the common boot fast
+
     for path in paths:
         if not os.path.isfile(path):  # a FIFO would hang the boot
             raise ConfigRejected(f"{path}: not a regular file")

@@ -122,3 +122,20 @@ def test_the_paths_nest() -> None:
         facts.REFRESH_WALK_FILE,
     ):
         assert rel.startswith(facts.RUN_DIR + "/") and not rel.startswith("/")
+
+
+def test_the_boot_path_imports_little(tmp_path: Path) -> None:
+    """The generator, at every boot, imports facts; without a configuration file that must
+    not pull in configparser (and re with it), nor typing."""
+    probe = (
+        "import sys; sys.path.append(sys.argv[1]); from ec2net import facts; "
+        "d = facts.decide(sys.argv[2]); "
+        "print(d.act, sorted({'configparser', 're', 'typing'} & set(sys.modules)))"
+    )
+    cmd = [sys.executable, "-I", "-S", "-c", probe, str(REPO), str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert out == "False []\n"
+    (tmp_path / facts.CONFIG_FILE).parent.mkdir(parents=True)
+    (tmp_path / facts.CONFIG_FILE).write_text("[Main]\nEnable=yes\n")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("True ['configparser'")
