@@ -117,8 +117,8 @@ def read_main(root: str) -> dict[str, str]:
     """[Main] of the configuration (later files win key by key); {} without one.
 
     For the generator: ec2net reads the same files through `parse_config` (ec2net.config,
-    with bounded non-blocking reads and its own messages). ConfigRejected for any file that
-    ec2net would refuse.
+    with bounded non-blocking reads and its own messages). ConfigRejected for what ec2net
+    would refuse in the files' structure (duplicates, encoding, size) or in [Main].
     """
     main: dict[str, str] = {}
     try:
@@ -193,8 +193,9 @@ def decide(root: str) -> Decision:
     """Whether ec2-net-utils runs here, from local facts only: no network.
 
     The kernel command line wins; then [Main] Enable=; then, for "auto", the hardware. A
-    configuration ec2net rejects keeps ec2-net-utils out (unless the command line says on):
-    every unit would fail on it, and it may well say Enable=no.
+    configuration that `read_main` rejects keeps ec2-net-utils out (unless the command line
+    says on): ec2net refuses it too, so every unit would fail, and it may well say Enable=no.
+    (Values of the other sections are ec2net's to check: their parsers are not for the boot.)
     """
     decision = from_cmdline(root)
     try:
