@@ -142,19 +142,25 @@ def read_main(root: str) -> dict[str, str]:
             detail = " ".join(str(exc).split())[:200]
             raise ConfigRejected(f"{path}: {detail}") from None
         if parser.has_section("Main"):
-            main.update(parser.items("Main"))
-    # The values ec2net.config accepts for the two keys the generator reads.
-    for key, words in (("Enable", ("auto",)), ("SetHostname", ())):
-        value = main.get(key)
-        if value is not None and switch(value) is None and value.strip().lower() not in words:
-            raise ConfigRejected(f"[Main] {key}={' '.join(value.split())[:80]}: not a boolean")
+            main.update(_checked_main(path, dict(parser.items("Main"))))
     return main
+
+
+def _checked_main(path: str, items: dict[str, str]) -> dict[str, str]:
+    """One file's [Main], checked file by file as ec2net.config does: a bad value that a later
+    file overrides is still an error there."""
+    for key, other_words in (("Enable", ("auto",)), ("SetHostname", ())):
+        value = items.get(key)
+        if value is None or switch(value) is not None or value.strip().lower() in other_words:
+            continue
+        raise ConfigRejected(f"{path}: [Main] {key}={' '.join(value.split())[:80]}: not a boolean")
+    return items
 
 
 def _read(root: str, rel: str) -> str | None:
     try:
         with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as handle:
-            return handle.read(4096).strip()
+            return handle.read().strip()
     except OSError:
         return None
 

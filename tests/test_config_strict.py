@@ -196,6 +196,7 @@ def run_generator(root: Path) -> tuple[str | None, str]:
     ],
 )
 def test_generator_and_tool_agree_on_a_file_ec2net_refuses(tmp_path: Path, text: str) -> None:
+    write(tmp_path, "[Main]\nEnable=yes\n", "90-later.conf")  # a later file does not save it
     """Issue 14's bug: the generator used to drop such a file and enable the units anyway on
     an EC2 instance, while ec2net refused to run. Both read it through ec2net.facts now: the
     tool exits 2, the generator stays out (no flag, no wants) and says why in one line."""
